@@ -1,0 +1,497 @@
+"""The Deployment API (``deployments.kubeloop.io``): serve a model and roll out new versions safely.
+
+A kubeloop Deployment serves one ModelVersion (or follows the Production stage of a model)
+through a stable router endpoint. A new version rolls out by a strategy (canary steps with
+analysis of live metrics, blue-green with a preview, or shadow traffic) and rolls back by
+itself when analysis fails. Monitoring computes drift from the serving pods' metrics, and a
+retrain policy starts a new TrainingRun when drift or live accuracy says so.
+
+The kind is called Deployment because users asked for it; code always uses the qualified
+``deployments.kubeloop.io`` and never the bare word.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kubeloop.api.meta import (
+    CelRule,
+    ColumnName,
+    Condition,
+    Duration,
+    Fraction,
+    KubeloopModel,
+    ModelName,
+    ObjectMeta,
+    ResourceName,
+    ResourceRequirements,
+    Timestamp,
+    conditions_field,
+    object_default_field,
+    observed_generation_field,
+)
+
+DeploymentPhase = Literal["Pending", "Progressing", "Healthy", "Degraded", "RolledBack", "Failed"]
+StrategyType = Literal["Canary", "BlueGreen", "Shadow", "Recreate"]
+DriftMethod = Literal["psi", "js", "ks"]
+Verdict = Literal["Pass", "Fail", "Inconclusive"]
+
+
+class ModelTrack(KubeloopModel):
+    """Follow the registry: serve whichever version of ``model`` is in ``stage``."""
+
+    model: ModelName = Field(description="Registry name of the model.")
+    stage: Literal["Staging", "Production"] = Field(
+        default="Production", description="Stage to follow: Production or Staging."
+    )
+
+
+class ModelSelector(KubeloopModel):
+    """What to serve: exactly one of an explicit version or a stage to track."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.version) != has(self.track)",
+            message="exactly one of model.version or model.track must be set",
+            holds=lambda m: (m.version is None) != (m.track is None),
+        ),
+    )
+
+    version: ResourceName | None = Field(
+        default=None, description="Name of a Validated ModelVersion, e.g. 'churn-v3'."
+    )
+    track: ModelTrack | None = Field(
+        default=None,
+        description="Serve the version in this stage; a newly promoted version rolls out by itself.",
+    )
+
+
+class Autoscaling(KubeloopModel):
+    """Horizontal autoscaling of each live version's pods."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.minReplicas <= self.maxReplicas",
+            message="autoscaling.minReplicas must not be greater than maxReplicas",
+            holds=lambda a: a.min_replicas <= a.max_replicas,
+        ),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Fewest pods.")
+    max_replicas: int = Field(ge=1, le=100, description="Most pods.")
+    target_cpu_utilization_percentage: int = Field(
+        default=70, ge=1, le=100, description="Average CPU utilisation the HPA aims for."
+    )
+
+
+class Analysis(KubeloopModel):
+    """Checks on live metrics that decide whether a candidate may go further.
+
+    Each check compares the candidate with stable on the same window; with enough samples the
+    decision uses a statistical test at ``confidence``, with too few it is Inconclusive and
+    the rollout waits.
+    """
+
+    interval: Duration = Field(
+        default="30s", description="How often metrics are scraped and judged."
+    )
+    min_requests: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Requests the candidate needs before a verdict.",
+    )
+    max_error_rate: Fraction | None = Field(
+        default=0.05, description="Largest 5xx error rate of the candidate (absolute)."
+    )
+    max_error_rate_increase: Fraction | None = Field(
+        default=None, description="Largest error-rate increase over stable (relative check)."
+    )
+    max_p99_latency_ms: float | None = Field(
+        default=None, gt=0.0, le=600_000.0, description="Largest p99 latency of the candidate, ms."
+    )
+    max_p99_latency_ratio: float | None = Field(
+        default=None, ge=1.0, le=100.0, description="Largest candidate/stable p99 latency ratio."
+    )
+    min_live_accuracy: Fraction | None = Field(
+        default=None,
+        description="Smallest live accuracy from feedback (used when feedback exists).",
+    )
+    max_prediction_divergence: Fraction | None = Field(
+        default=0.2,
+        description="Largest Jensen-Shannon divergence between candidate and stable predictions.",
+    )
+    confidence: float = Field(
+        default=0.95, ge=0.5, le=0.999, description="Confidence of the statistical tests."
+    )
+    failure_limit: int = Field(
+        default=1, ge=1, le=100, description="Failed analyses tolerated before rolling back."
+    )
+    max_inconclusive: int = Field(
+        default=20,
+        ge=1,
+        le=10000,
+        description="Inconclusive analyses in a row before the step counts as failed.",
+    )
+
+
+class CanaryStep(KubeloopModel):
+    """Send ``weight`` percent of traffic to the candidate, then wait ``pause``."""
+
+    weight: int = Field(
+        ge=1, le=100, description="Percent of requests sent to the candidate (1..100)."
+    )
+    pause: Duration = Field(default="1m", description="Time at this weight while analysis runs.")
+
+
+class CanaryStrategy(KubeloopModel):
+    """Shift traffic to the candidate step by step, analysing at each step."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.steps.map(s, s.weight).isSorted() && "
+            "self.steps.all(s, size(self.steps.filter(t, t.weight == s.weight)) == 1)",
+            message="canary step weights must be strictly increasing",
+            holds=lambda c: all(
+                a.weight < b.weight for a, b in zip(c.steps, c.steps[1:], strict=False)
+            ),
+        ),
+    )
+
+    steps: list[CanaryStep] = Field(
+        min_length=1,
+        max_length=20,
+        description="Traffic steps; after the last one the candidate takes all traffic.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    analysis: Analysis = object_default_field(Analysis, "Checks at every step.")
+
+
+class BlueGreenStrategy(KubeloopModel):
+    """Bring the new version up beside the old, test it on a preview endpoint, then switch."""
+
+    auto_promotion: bool = Field(
+        default=True, description="Switch by itself once the preview passes analysis."
+    )
+    preview_duration: Duration = Field(
+        default="5m", description="Time the preview is analysed before an automatic switch."
+    )
+    scale_down_delay: Duration = Field(
+        default="2m",
+        description="Time the old version stays up after the switch, for a fast rollback.",
+    )
+    analysis: Analysis = object_default_field(Analysis, "Checks on the preview.")
+
+
+class ShadowStrategy(KubeloopModel):
+    """Copy live traffic to the candidate; users only ever see stable's answers."""
+
+    percent: int = Field(default=100, ge=1, le=100, description="Percent of requests copied.")
+    duration: Duration = Field(default="10m", description="How long to shadow before deciding.")
+    promote: bool = Field(
+        default=False, description="Switch to the candidate when the shadow analysis passes."
+    )
+    analysis: Analysis = object_default_field(Analysis, "Checks on the shadow copies.")
+
+
+class Strategy(KubeloopModel):
+    """How a new version replaces the current one."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.type == 'Canary' || !has(self.canary)",
+            message="strategy.canary is only valid when strategy.type is Canary",
+            holds=lambda s: s.type == "Canary" or s.canary is None,
+        ),
+        CelRule(
+            rule="self.type == 'BlueGreen' || !has(self.blueGreen)",
+            message="strategy.blueGreen is only valid when strategy.type is BlueGreen",
+            holds=lambda s: s.type == "BlueGreen" or s.blue_green is None,
+        ),
+        CelRule(
+            rule="self.type == 'Shadow' || !has(self.shadow)",
+            message="strategy.shadow is only valid when strategy.type is Shadow",
+            holds=lambda s: s.type == "Shadow" or s.shadow is None,
+        ),
+    )
+
+    type: StrategyType = Field(
+        default="Canary", description="Canary, BlueGreen, Shadow or Recreate (switch at once)."
+    )
+    canary: CanaryStrategy | None = Field(
+        default=None,
+        description="Canary steps and analysis; when omitted with type Canary: 10% then 50%, 1m each.",
+    )
+    blue_green: BlueGreenStrategy | None = Field(
+        default=None, description="Blue-green settings; defaults apply when omitted."
+    )
+    shadow: ShadowStrategy | None = Field(
+        default=None, description="Shadow settings; defaults apply when omitted."
+    )
+
+    def effective_canary(self) -> CanaryStrategy:
+        """The canary block in force: the declared one or the default steps."""
+        return self.canary or CanaryStrategy(
+            steps=[CanaryStep(weight=10, pause="1m"), CanaryStep(weight=50, pause="1m")]
+        )
+
+    def effective_blue_green(self) -> BlueGreenStrategy:
+        """The blue-green block in force."""
+        return self.blue_green or BlueGreenStrategy()
+
+    def effective_shadow(self) -> ShadowStrategy:
+        """The shadow block in force."""
+        return self.shadow or ShadowStrategy()
+
+
+class ParentRef(KubeloopModel):
+    """A Gateway API Gateway the HTTPRoute attaches to."""
+
+    name: ResourceName = Field(description="Gateway name.")
+    namespace: ResourceName | None = Field(
+        default=None, description="Gateway namespace (default: same)."
+    )
+    section_name: str | None = Field(default=None, max_length=253, description="Listener name.")
+
+
+class Traffic(KubeloopModel):
+    """How requests reach the live versions."""
+
+    cel_rules = (
+        CelRule(
+            rule="!(has(self.stickyHeader) && has(self.stickyCookie))",
+            message="set at most one of traffic.stickyHeader or traffic.stickyCookie",
+            holds=lambda t: t.sticky_header is None or t.sticky_cookie is None,
+        ),
+        CelRule(
+            rule="self.router != 'GatewayAPI' || has(self.parentRef)",
+            message="traffic.parentRef is required when traffic.router is GatewayAPI",
+            holds=lambda t: t.router != "GatewayAPI" or t.parent_ref is not None,
+        ),
+    )
+
+    router: Literal["Builtin", "GatewayAPI"] = Field(
+        default="Builtin",
+        description="Builtin: kubeloop's NGINX router; GatewayAPI: weights written to an HTTPRoute.",
+    )
+    sticky_header: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Requests with the same value of this header go to the same version.",
+    )
+    sticky_cookie: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Requests with the same value of this cookie go to the same version.",
+    )
+    parent_ref: ParentRef | None = Field(default=None, description="Gateway for the HTTPRoute.")
+    port: int = Field(default=80, ge=1, le=65535, description="Port of the stable Service.")
+
+
+class DriftThresholds(KubeloopModel):
+    """Scores above which a feature counts as drifted."""
+
+    psi: float = Field(default=0.2, gt=0.0, le=10.0, description="Population stability index.")
+    js: float = Field(default=0.1, gt=0.0, le=1.0, description="Jensen-Shannon distance.")
+    ks: float = Field(default=0.1, gt=0.0, le=1.0, description="Kolmogorov-Smirnov statistic.")
+
+
+class Monitoring(KubeloopModel):
+    """Drift and live-accuracy monitoring of the stable version."""
+
+    enabled: bool = Field(default=True, description="Scrape the serving pods and compute drift.")
+    methods: list[DriftMethod] = Field(
+        default_factory=lambda: list[DriftMethod](["psi"]),
+        min_length=1,
+        max_length=3,
+        description="Drift measures: psi, js, ks.",
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["psi"]},
+    )
+    thresholds: DriftThresholds = object_default_field(DriftThresholds, "Drift thresholds.")
+    window: Duration = Field(default="1h", description="Traffic window a drift score covers.")
+    interval: Duration = Field(default="5m", description="How often drift is computed.")
+    min_samples: int = Field(
+        default=500, ge=10, le=100_000_000, description="Predictions needed before drift is scored."
+    )
+    features: list[ColumnName] | None = Field(
+        default=None,
+        max_length=2000,
+        description="Features to watch; all inputs when omitted.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class RetrainPolicy(KubeloopModel):
+    """Start a new TrainingRun when the live model degrades."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.trigger != 'Accuracy' || has(self.minLiveAccuracy)",
+            message="retrain.minLiveAccuracy is required when retrain.trigger is Accuracy",
+            holds=lambda r: r.trigger != "Accuracy" or r.min_live_accuracy is not None,
+        ),
+    )
+
+    trigger: Literal["Drift", "Accuracy", "DriftOrAccuracy", "Manual"] = Field(
+        default="Drift", description="What starts a retrain."
+    )
+    min_drifted_features: int = Field(
+        default=1, ge=1, le=2000, description="Drifted features needed to trigger."
+    )
+    min_live_accuracy: Fraction | None = Field(
+        default=None, description="Live accuracy below this triggers a retrain."
+    )
+    template: ResourceName = Field(
+        description="TrainingRun to copy; the copy trains on the newest Dataset version."
+    )
+    cooldown: Duration = Field(default="6h", description="Least time between two retrains.")
+    auto_promote: Literal["None", "Staging", "Production"] = Field(
+        default="None",
+        description="Stage a Validated retrained version is moved to by itself.",
+    )
+
+
+class DeploymentSpec(KubeloopModel):
+    """Desired state of a kubeloop Deployment."""
+
+    model: ModelSelector = Field(description="The ModelVersion to serve, or the stage to follow.")
+    replicas: int = Field(
+        default=1, ge=0, le=100, description="Pods per live version when autoscaling is off."
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description="HPA per live version.")
+    resources: ResourceRequirements | None = Field(
+        default=None, description="CPU and memory of each serving pod."
+    )
+    strategy: Strategy = object_default_field(Strategy, "How new versions roll out.")
+    traffic: Traffic = object_default_field(Traffic, "Routing of requests.")
+    monitoring: Monitoring = object_default_field(Monitoring, "Drift monitoring.")
+    retrain: RetrainPolicy | None = Field(default=None, description="Automatic retraining.")
+    max_batch_size: int = Field(
+        default=32, ge=1, le=4096, description="Largest micro-batch the server forms."
+    )
+    max_batch_wait_ms: float = Field(
+        default=2.0, ge=0.0, le=1000.0, description="Longest a request waits for a batch to fill."
+    )
+    min_available: int = Field(
+        default=1, ge=0, le=100, description="PodDisruptionBudget minAvailable per live version."
+    )
+
+
+class VersionWeight(KubeloopModel):
+    """A live version and its share of traffic."""
+
+    version: str = Field(description="ModelVersion name.")
+    weight: int = Field(ge=0, le=100, description="Percent of requests.")
+    role: Literal["stable", "canary", "preview", "shadow"] = Field(
+        description="Role in the rollout."
+    )
+    ready_replicas: int = Field(default=0, ge=0, description="Ready pods of this version.")
+
+
+class AnalysisResult(KubeloopModel):
+    """One check of one analysis run, with the numbers it saw."""
+
+    check: str = Field(
+        description="Check name, e.g. errorRate, p99LatencyMs, predictionDivergence."
+    )
+    stable: float | None = Field(default=None, description="Stable's value.")
+    candidate: float | None = Field(default=None, description="Candidate's value.")
+    threshold: float | None = Field(default=None, description="Bound applied.")
+    samples: int | None = Field(default=None, ge=0, description="Candidate requests in the window.")
+    p_value: float | None = Field(
+        default=None, description="p-value of the statistical test, if any."
+    )
+    verdict: Verdict = Field(description="Pass, Fail or Inconclusive.")
+    message: str = Field(default="", description="The comparison in words.")
+
+
+class AnalysisRun(KubeloopModel):
+    """An analysis at one step."""
+
+    step: int = Field(ge=0, description="Canary step index (0 for blue-green and shadow).")
+    time: Timestamp = Field(description="When the analysis ran.")
+    verdict: Verdict = Field(description="Overall verdict.")
+    results: list[AnalysisResult] = Field(
+        default_factory=list, max_length=32, description="Checks."
+    )
+
+
+class FeatureDrift(KubeloopModel):
+    """Drift of one feature."""
+
+    feature: str = Field(description="Feature (or 'prediction').")
+    method: DriftMethod = Field(description="psi, js or ks.")
+    score: float = Field(description="Drift score.")
+    threshold: float = Field(description="Threshold applied.")
+    drifted: bool = Field(description="Whether the score is above the threshold.")
+
+
+class DriftStatus(KubeloopModel):
+    """Latest drift evaluation."""
+
+    evaluated_at: Timestamp | None = Field(default=None, description="When drift was computed.")
+    samples: int = Field(default=0, ge=0, description="Predictions in the window.")
+    drifted_features: int = Field(default=0, ge=0, description="Features above threshold.")
+    live_accuracy: float | None = Field(default=None, description="Accuracy from feedback, if any.")
+    scores: list[FeatureDrift] = Field(
+        default_factory=list, max_length=4000, description="Per-feature scores."
+    )
+
+
+class RetrainRecord(KubeloopModel):
+    """The last retrain kubeloop started."""
+
+    training_run: str = Field(description="TrainingRun created.")
+    started_at: Timestamp = Field(description="When it was created.")
+    reason: str = Field(description="What triggered it.")
+
+
+class DeploymentStatus(KubeloopModel):
+    """Observed state of a kubeloop Deployment."""
+
+    observed_generation: int | None = observed_generation_field()
+    conditions: list[Condition] = conditions_field()
+    phase: DeploymentPhase = Field(
+        default="Pending",
+        description="Pending, Progressing, Healthy, Degraded, RolledBack or Failed.",
+    )
+    message: str = Field(default="", description="Why the Deployment is in this phase.")
+    stable_version: str | None = Field(default=None, description="Version serving most traffic.")
+    candidate_version: str | None = Field(default=None, description="Version being rolled out.")
+    canary_weight: int | None = Field(
+        default=None, ge=0, le=100, description="Candidate's percent."
+    )
+    current_step: int | None = Field(default=None, ge=0, description="Canary step index.")
+    versions: list[VersionWeight] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Live versions and weights.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["version"],
+        },
+    )
+    analysis: list[AnalysisRun] = Field(
+        default_factory=list, max_length=20, description="Recent analyses, newest last."
+    )
+    drift: DriftStatus | None = Field(default=None, description="Latest drift evaluation.")
+    last_retrain: RetrainRecord | None = Field(default=None, description="Last retrain started.")
+    endpoint: str | None = Field(default=None, description="In-cluster URL of the stable endpoint.")
+
+
+class Deployment(KubeloopModel):
+    """Serve a model and roll out new versions safely (deployments.kubeloop.io)."""
+
+    api_version: Literal["kubeloop.io/v1alpha1"] = Field(
+        default="kubeloop.io/v1alpha1", description="kubeloop.io/v1alpha1"
+    )
+    kind: Literal["Deployment"] = Field(default="Deployment", description="Deployment")
+    metadata: ObjectMeta = Field(
+        default_factory=ObjectMeta, description="Standard object metadata."
+    )
+    spec: DeploymentSpec = Field(description="Desired state.")
+    status: DeploymentStatus | None = Field(default=None, description="Observed state.")

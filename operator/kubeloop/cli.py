@@ -1,0 +1,69 @@
+"""The ``kubeloop`` command line: one entrypoint for every component.
+
+Each component (operator, profiler, trainer, inference server, router) is a subcommand so a
+single image serves every workload the operator creates. Subcommands that a later milestone
+builds say so and exit with status 2 instead of pretending to work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from kubeloop import __version__
+
+# subcommand -> (help text, the milestone that builds it)
+_NOT_YET_BUILT: dict[str, tuple[str, str]] = {
+    "operator": ("run the Kopf controllers for the four kinds", "the controllers issue"),
+    "train": ("train one trial of a TrainingRun and export it to ONNX", "the trainer issue"),
+    "serve": ("serve an ONNX ModelVersion (Open Inference Protocol V2 + /predict)", "serving"),
+    "route": ("run the NGINX router for a Deployment", "serving"),
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubeloop",
+        description="kubeloop: data, training, registry, serving and drift on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubeloop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for name, (help_text, _) in _NOT_YET_BUILT.items():
+        sub.add_parser(name, help=help_text)
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.add_parser("profile", help="validate, snapshot and profile a Dataset source")
+
+    crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions as YAML")
+    crds.add_argument("--kind", help="only this kind (e.g. TrainingRun)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the process exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    command: str | None = args.command
+    if command is None:
+        parser.print_help()
+        return 2
+    if command == "crds":
+        from kubeloop.crdgen.render import render_crds  # noqa: PLC0415 - keeps startup light
+
+        for kind, text in render_crds().items():
+            if args.kind is None or args.kind.lower() == kind.lower():
+                sys.stdout.write(text)
+        return 0
+    if command == "data":
+        if args.data_command is None:
+            parser.parse_args(["data", "--help"])
+        return _not_yet_built("data profile", "the data and training issue")
+    return _not_yet_built(command, _NOT_YET_BUILT[command][1])
+
+
+def _not_yet_built(command: str, milestone: str) -> int:
+    sys.stderr.write(f"kubeloop {command}: not implemented yet (built by {milestone})\n")
+    return 2
