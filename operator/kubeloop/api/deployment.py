@@ -73,7 +73,7 @@ class Autoscaling(KubeloopModel):
 
     cel_rules = (
         CelRule(
-            rule="self.minReplicas <= self.maxReplicas",
+            rule="!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
             message="autoscaling.minReplicas must not be greater than maxReplicas",
             holds=lambda a: a.min_replicas <= a.max_replicas,
         ),
@@ -82,7 +82,8 @@ class Autoscaling(KubeloopModel):
     min_replicas: int = Field(default=1, ge=1, le=100, description="Fewest pods.")
     max_replicas: int = Field(ge=1, le=100, description="Most pods.")
     target_cpu_utilization_percentage: int = Field(
-        default=70, ge=1, le=100, description="Average CPU utilisation the HPA aims for."
+        default=70,
+        alias="targetCPUUtilizationPercentage", ge=1, le=100, description="Average CPU utilisation the HPA aims for."
     )
 
 

@@ -89,12 +89,12 @@ class ParamRange(KubeloopModel):
 
     cel_rules = (
         CelRule(
-            rule="self.min < self.max",
+            rule="!has(self.min) || !has(self.max) || self.min < self.max",
             message="range.min must be below range.max",
             holds=lambda r: r.min < r.max,
         ),
         CelRule(
-            rule="!self.log || self.min > 0.0",
+            rule="!self.log || !has(self.min) || self.min > 0.0",
             message="a log-scaled range needs min > 0",
             holds=lambda r: not r.log or r.min > 0,
         ),
@@ -136,7 +136,7 @@ class SearchSpec(KubeloopModel):
 
     cel_rules = (
         CelRule(
-            rule="size(self.space) > 0",
+            rule="has(self.space) && size(self.space) > 0",
             message="a search needs a space with at least one parameter",
             holds=lambda s: len(s.space) > 0,
         ),

@@ -1,0 +1,1 @@
+"""Manifests for tests: the bad-input catalogue under ``invalid/`` and its loader."""
