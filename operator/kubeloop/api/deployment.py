@@ -83,7 +83,10 @@ class Autoscaling(KubeloopModel):
     max_replicas: int = Field(ge=1, le=100, description="Most pods.")
     target_cpu_utilization_percentage: int = Field(
         default=70,
-        alias="targetCPUUtilizationPercentage", ge=1, le=100, description="Average CPU utilisation the HPA aims for."
+        alias="targetCPUUtilizationPercentage",
+        ge=1,
+        le=100,
+        description="Average CPU utilisation the HPA aims for.",
     )
 
 

@@ -1,0 +1,51 @@
+"""``python -m kubeloop.devenv``: the local stack behind ``make s3-up``, ``s3-down``, ``demo``, ``bench``.
+
+Each subcommand takes ``--dir``, the directory that holds the stack's state (``.run/`` from
+the Makefile), so several checkouts never share a server by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kubeloop.devenv.seaweedfs import s3_down, s3_up
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kubeloop.devenv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("s3-up", "start SeaweedFS on 127.0.0.1 (idempotent) and print its endpoint"),
+        ("s3-down", "stop the SeaweedFS started by s3-up (idempotent)"),
+        ("demo", "run the demo on the local stack"),
+        ("bench", "run the benchmarks and print side-by-side ratios"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--dir", type=Path, required=True, help="state directory")
+    bench = sub.choices["bench"]
+    bench.add_argument("--size-mb", type=int, default=64, help="object size for transfer runs")
+    bench.add_argument("--repeat", type=int, default=5, help="runs per variant")
+    args = parser.parse_args(argv)
+
+    if args.command == "s3-up":
+        endpoint = s3_up(args.dir)
+        print(f"SeaweedFS S3 at {endpoint.url} (bucket {endpoint.bucket}, pid {endpoint.pid})")
+        print(f"credentials: source {endpoint.state_dir / 's3.env'}  (KUBELOOP_S3_* variables)")
+        return 0
+    if args.command == "s3-down":
+        stopped = s3_down(args.dir)
+        print("SeaweedFS stopped" if stopped else "SeaweedFS was not running")
+        return 0
+    if args.command == "demo":
+        from kubeloop.devenv.demo import run_demo  # noqa: PLC0415 - sklearn loads slowly
+
+        return run_demo(args.dir)
+    from kubeloop.devenv.bench import run_benchmarks  # noqa: PLC0415
+
+    return run_benchmarks(args.dir / "bench", size_mb=args.size_mb, repeat=args.repeat)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
