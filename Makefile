@@ -10,7 +10,7 @@ PY          := $(BIN)/python
 STAMP       := $(VENV)/.installed
 RUN_DIR     ?= $(CURDIR)/.run
 
-.PHONY: help setup lock lint fmt test test-unit test-component manifests verify demo bench s3-up s3-down clean
+.PHONY: help setup lock lint fmt test test-unit test-component test-cluster manifests verify demo bench s3-up s3-down cluster-up cluster-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test-unit: setup ## unit tests only (no external processes)
 test-component: setup ## component tests (real SeaweedFS and friends)
 	@$(call run_pytest,tests/component)
 
+test-cluster: setup ## cluster tests (builds and starts the local cluster; needs root)
+	@$(call run_pytest,tests/cluster)
+
 test: lint ## everything: lint, then every test tier against real processes
 	@$(call run_pytest,tests)
 
@@ -70,6 +73,12 @@ s3-up: setup ## start SeaweedFS (S3 on 127.0.0.1) for the demo; prints its endpo
 s3-down: setup ## stop the SeaweedFS started by s3-up
 	$(PY) -m kubeloop.devenv s3-down --dir $(RUN_DIR)/s3
 
+cluster-up: setup ## build what is missing (first time ~10 min) and start the local cluster
+	$(PY) -m kubeloop.devenv cluster-up --dir $(RUN_DIR)
+
+cluster-down: setup ## stop the local cluster and remove its network
+	$(PY) -m kubeloop.devenv cluster-down --dir $(RUN_DIR)
+
 demo: setup ## the main job on the local stack (grows with each issue; today: S3 + CRDs + examples validated)
 	$(PY) -m kubeloop.devenv demo --dir $(RUN_DIR)
 
@@ -77,5 +86,6 @@ bench: setup ## benchmarks measured side by side (ratios); see docs/benchmarks.m
 	$(PY) -m kubeloop.devenv bench --dir $(RUN_DIR)
 
 clean: ## remove the virtualenv, caches and local run state
+	-$(PY) -m kubeloop.devenv cluster-down --dir $(RUN_DIR)
 	-$(PY) -m kubeloop.devenv s3-down --dir $(RUN_DIR)/s3
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -84,7 +84,7 @@ def test_spec_defaults_kept_and_status_defaults_dropped() -> None:
     deployment = _openapi(next(info for info in KINDS if info.kind == "Deployment"))
     spec = deployment["properties"]["spec"]["properties"]
     assert spec["replicas"]["default"] == 1
-    assert spec["strategy"]["default"] == {}
+    assert spec["strategy"]["default"]["type"] == "Canary"
     assert "default" not in yaml.safe_dump(deployment["properties"]["status"])
 
 

@@ -34,12 +34,18 @@ class CelRule:
     ``None`` for transition rules (those that read ``oldSelf``), which only the server can
     evaluate. ``message`` is shared, so a user sees the same words from ``kubectl apply``
     and from ``kubeloop`` validation.
+
+    ``scope="policy"`` is for rules the CRD's own CEL cannot type: it drops fields whose
+    values are free-form (estimator parameters are numbers, strings or booleans), so such
+    rules become a ValidatingAdmissionPolicy instead. A policy rule is declared on a kind's
+    spec model and written against ``object.spec``, as admission policies see the object.
     """
 
     rule: str
     message: str
     holds: Callable[[Any], bool] | None
     field_path: str | None = None
+    scope: Literal["schema", "policy"] = "schema"
 
     def as_schema(self) -> dict[str, str]:
         """Render the rule as one entry of ``x-kubernetes-validations``."""
@@ -81,8 +87,9 @@ class KubeloopModel(BaseModel):
     ) -> JsonSchemaValue:
         json_schema = handler(core_schema)
         target = handler.resolve_ref_schema(json_schema)
-        if cls.cel_rules:
-            target["x-kubernetes-validations"] = [rule.as_schema() for rule in cls.cel_rules]
+        schema_rules = [rule.as_schema() for rule in cls.cel_rules if rule.scope == "schema"]
+        if schema_rules:
+            target["x-kubernetes-validations"] = schema_rules
         return json_schema
 
     def to_wire(self) -> dict[str, Any]:
@@ -271,16 +278,17 @@ class Condition(KubeloopModel):
     )
 
 
-def object_default_field(factory: Callable[[], Any], description: str) -> Any:
-    """A nested object that defaults to ``{}`` so the API server applies its inner defaults.
+def object_default_field(factory: Callable[[], KubeloopModel], description: str) -> Any:
+    """A nested object that defaults to its model's defaults, spelled out in full.
 
-    The Python side builds the same object with ``factory``; the CRD gets ``default: {}``,
-    which makes the API server fill the nested fields' own defaults.
+    The CRD gets the complete default object rather than ``{}``: the API server checks a
+    default against the CEL rules *without* first applying the nested defaults, so ``{}``
+    would fail every rule that reads a defaulted field.
     """
     return Field(
         default_factory=factory,
         description=description,
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": factory().to_wire()},
     )
 
 

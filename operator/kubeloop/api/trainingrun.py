@@ -57,16 +57,6 @@ class DatasetRef(KubeloopModel):
 class Estimator(KubeloopModel):
     """A scikit-learn estimator from the allowlist, with its parameters."""
 
-    cel_rules = (
-        CelRule(
-            rule="!has(self.params) || self.params.all(k, "
-            + cel_param_allowed("self.name", "k")
-            + ")",
-            message="estimator.params names a parameter this estimator does not accept",
-            holds=lambda e: all(k in ESTIMATORS[e.name].params for k in e.params or {}),
-        ),
-    )
-
     name: EstimatorName = Field(
         description=(
             "Estimator from the allowlist: LogisticRegression, RandomForestClassifier, "
@@ -111,14 +101,6 @@ class ParamRange(KubeloopModel):
 class ParamSpace(KubeloopModel):
     """The values one parameter may take in a search: exactly one of ``values`` or ``range``."""
 
-    cel_rules = (
-        CelRule(
-            rule="has(self.values) != has(self.range)",
-            message="exactly one of values or range must be set for a search parameter",
-            holds=lambda p: (p.values is None) != (p.range is None),
-        ),
-    )
-
     values: list[ParamValue] | None = Field(
         default=None,
         min_length=1,
@@ -139,13 +121,6 @@ class SearchSpec(KubeloopModel):
             rule="has(self.space) && size(self.space) > 0",
             message="a search needs a space with at least one parameter",
             holds=lambda s: len(s.space) > 0,
-        ),
-        CelRule(
-            rule="self.strategy != 'grid' || self.space.all(k, has(self.space[k].values))",
-            message="grid search needs explicit values for every parameter (ranges only work with random)",
-            holds=lambda s: (
-                s.strategy != "grid" or all(p.values is not None for p in s.space.values())
-            ),
         ),
         CelRule(
             rule="self.parallelism <= self.trials",
@@ -257,6 +232,38 @@ class TrainingRunSpec(KubeloopModel):
     """Desired state of a TrainingRun."""
 
     cel_rules = (
+        # Policy rules: they read free-form parameter values the CRD's CEL cannot type.
+        CelRule(
+            rule="!has(object.spec.estimator.params) || object.spec.estimator.params.all(k, "
+            + cel_param_allowed("object.spec.estimator.name", "k")
+            + ")",
+            message="estimator.params names a parameter this estimator does not accept",
+            holds=lambda s: all(
+                k in ESTIMATORS[s.estimator.name].params for k in s.estimator.params or {}
+            ),
+            scope="policy",
+        ),
+        CelRule(
+            rule="!has(object.spec.search) || object.spec.search.space.all(k, "
+            "has(object.spec.search.space[k].values) != has(object.spec.search.space[k].range))",
+            message="exactly one of values or range must be set for a search parameter",
+            holds=lambda s: (
+                s.search is None
+                or all((p.values is None) != (p.range is None) for p in s.search.space.values())
+            ),
+            scope="policy",
+        ),
+        CelRule(
+            rule="!has(object.spec.search) || object.spec.search.strategy != 'grid' || "
+            "object.spec.search.space.all(k, has(object.spec.search.space[k].values))",
+            message="grid search needs explicit values for every parameter (ranges only work with random)",
+            holds=lambda s: (
+                s.search is None
+                or s.search.strategy != "grid"
+                or all(p.values is not None for p in s.search.space.values())
+            ),
+            scope="policy",
+        ),
         CelRule(
             rule="!has(self.search) || "
             + cel_is_classifier("self.estimator.name")

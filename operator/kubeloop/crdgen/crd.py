@@ -35,7 +35,8 @@ def openapi_schema(info: KindInfo) -> Schema:
                 "type": "string",
                 "description": "Kind is a string value representing the REST resource this object represents.",
             },
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server owns metadata's schema and refuses anything but name/generateName.
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

@@ -85,7 +85,12 @@ def _walk(
         problems.append(f"{path}: no type (every node of a structural schema needs one)")
     elif node_type is not None and node_type not in _TYPES:
         problems.append(f"{path}: type {node_type!r} is not one of {sorted(_TYPES)}")
-    if require_description and not node.get("description"):
+    is_root_metadata = path == "metadata"  # the API server validates metadata itself
+    if is_root_metadata and set(node) - {"type", "properties"}:
+        problems.append(
+            f"{path}: the root metadata may only be {{type: object}} (plus name/generateName)"
+        )
+    if require_description and not node.get("description") and not is_root_metadata:
         problems.append(f"{path}: no description (kubectl explain would show nothing)")
     for bound in ("exclusiveMinimum", "exclusiveMaximum"):
         if bound in node and not isinstance(node[bound], bool):
@@ -98,7 +103,6 @@ def _walk(
         problems.append(f"{path}: properties and additionalProperties are mutually exclusive")
     if node_type == "array" and "items" not in node:
         problems.append(f"{path}: an array needs items")
-    is_root_metadata = path == "metadata"  # the API server validates metadata itself
     if (
         node_type == "object"
         and not is_root_metadata

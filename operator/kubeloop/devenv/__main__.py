@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kubeloop.devenv.cluster import ClusterConfig, LocalCluster
 from kubeloop.devenv.seaweedfs import s3_down, s3_up
 
 
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (
         ("s3-up", "start SeaweedFS on 127.0.0.1 (idempotent) and print its endpoint"),
         ("s3-down", "stop the SeaweedFS started by s3-up (idempotent)"),
+        ("cluster-up", "build what is missing and start the local cluster (idempotent)"),
+        ("cluster-down", "stop the local cluster and remove its network (idempotent)"),
         ("demo", "run the demo on the local stack"),
         ("bench", "run the benchmarks and print side-by-side ratios"),
     ):
@@ -37,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "s3-down":
         stopped = s3_down(args.dir)
         print("SeaweedFS stopped" if stopped else "SeaweedFS was not running")
+        return 0
+    if args.command == "cluster-up":
+        cluster = LocalCluster(ClusterConfig(state_dir=args.dir / "cluster"))
+        info = cluster.up()
+        print(f"cluster ready in {info.started_in_seconds:.1f}s at {info.server}")
+        print("point kubectl at it:")
+        print(f"  export KUBECONFIG={info.kubeconfig}")
+        print(f"  alias kubectl={info.kubectl}   # v1.37, same as the server")
+        print(f"logs: {info.state_dir / 'logs'}")
+        return 0
+    if args.command == "cluster-down":
+        stopped = LocalCluster(ClusterConfig(state_dir=args.dir / "cluster")).down()
+        print("cluster stopped" if stopped else "cluster was not running")
         return 0
     if args.command == "demo":
         from kubeloop.devenv.demo import run_demo  # noqa: PLC0415 - sklearn loads slowly

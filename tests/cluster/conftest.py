@@ -1,0 +1,115 @@
+"""Fixtures for tests against the real local cluster.
+
+One cluster per test run (started by :class:`kubeloop.devenv.cluster.LocalCluster`, the code
+behind ``make cluster-up``; reused when already running, and then left running), a fresh
+namespace per test, and ``kubectl`` of the server's own version with the admin kubeconfig
+exported as ``KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubeloop.devenv.cluster import ClusterConfig, ClusterInfo, LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+STATE_DIR = Path(os.environ.get("KUBELOOP_CLUSTER_DIR", REPO / ".run" / "cluster"))
+
+
+@dataclass
+class Kubectl:
+    """Runs the cluster's kubectl; ``run`` returns the completed process, never raises."""
+
+    info: ClusterInfo
+
+    def run(
+        self, *args: str, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.info.kubectl), f"--kubeconfig={self.info.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+        """Run and require success; returns stdout."""
+        result = self.run(*args, stdin=stdin, timeout=timeout)
+        assert result.returncode == 0, f"kubectl {' '.join(args)} failed:\n{result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "-o", "json"))
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout: float = 60, interval: float = 0.25, what: str = ""
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or check}: last value {last!r}")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ClusterInfo]:
+    local = LocalCluster(
+        ClusterConfig(state_dir=STATE_DIR, with_node=os.environ.get("KUBELOOP_NO_NODE") is None)
+    )
+    was_running = local.running()
+    info = local.up()
+    os.environ["KUBECONFIG"] = str(info.kubeconfig)
+    yield info
+    if not was_running and not os.environ.get("KUBELOOP_KEEP_CLUSTER"):
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: ClusterInfo) -> Kubectl:
+    return Kubectl(cluster)
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubectl: Kubectl) -> None:
+    kubectl.ok("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kubectl.ok(
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=kubeloop",
+        "--timeout=60s",
+    )
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:6]}"
+    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)
+    kubectl.ok("create", "namespace", name)
+    kubectl.ok("label", "namespace", name, "kubeloop.io/test=true")
+    # Pods need the namespace's default ServiceAccount, made by the controller-manager.
+    wait_until(
+        lambda: kubectl.run("get", "serviceaccount", "default", "-n", name).returncode == 0,
+        timeout=30,
+        what=f"ServiceAccount default in {name}",
+    )
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false")
