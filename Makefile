@@ -10,7 +10,7 @@ PY          := $(BIN)/python
 STAMP       := $(VENV)/.installed
 RUN_DIR     ?= $(CURDIR)/.run
 
-.PHONY: help setup lock lint fmt test test-unit test-component test-cluster manifests verify demo bench s3-up s3-down cluster-up cluster-down clean
+.PHONY: help cluster-deps setup lock lint fmt test test-unit test-component test-cluster test-node-unit manifests verify demo bench s3-up s3-down cluster-up cluster-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 setup: $(STAMP) ## create .venv with the exact locked dependencies and kubeloop in editable mode
+
+# The local cluster needs iproute2 (pod network namespaces) and nftables (kube-proxy), from
+# Debian's packages; installed once when missing (needs root, as the cluster does).
+cluster-deps: ## install iproute2 and nftables from Debian when missing (root)
+	@command -v go >/dev/null || { echo "the local cluster is built with Go: install Go (go.dev/doc/install)"; exit 1; }
+	@if ! command -v ip >/dev/null || ! command -v nft >/dev/null; then \
+		echo "installing iproute2 and nftables from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null; \
+	fi
 
 lock: ## re-resolve pyproject.toml ranges into requirements.lock (review the diff)
 	rm -rf .lock-venv && $(PYTHON_BOOT) -m venv .lock-venv
@@ -61,10 +70,13 @@ test-unit: setup ## unit tests only (no external processes)
 test-component: setup ## component tests (real SeaweedFS and friends)
 	@$(call run_pytest,tests/component)
 
-test-cluster: setup ## cluster tests (builds and starts the local cluster; needs root)
+test-cluster: setup cluster-deps ## cluster tests (builds and starts the local cluster; needs root)
 	@$(call run_pytest,tests/cluster)
 
-test: lint ## everything: lint, then every test tier against real processes
+test-node-unit: ## Go unit tests of the process node (tests/cluster/internal)
+	cd tests/cluster && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go test ./internal/...
+
+test: lint cluster-deps test-node-unit ## everything: lint, node unit tests, then every pytest tier against real processes
 	@$(call run_pytest,tests)
 
 s3-up: setup ## start SeaweedFS (S3 on 127.0.0.1) for the demo; prints its endpoint
@@ -73,13 +85,13 @@ s3-up: setup ## start SeaweedFS (S3 on 127.0.0.1) for the demo; prints its endpo
 s3-down: setup ## stop the SeaweedFS started by s3-up
 	$(PY) -m kubeloop.devenv s3-down --dir $(RUN_DIR)/s3
 
-cluster-up: setup ## build what is missing (first time ~10 min) and start the local cluster
+cluster-up: setup cluster-deps ## build what is missing (first time ~10 min) and start the local cluster
 	$(PY) -m kubeloop.devenv cluster-up --dir $(RUN_DIR)
 
 cluster-down: setup ## stop the local cluster and remove its network
 	$(PY) -m kubeloop.devenv cluster-down --dir $(RUN_DIR)
 
-demo: setup ## the main job on the local stack (grows with each issue; today: S3 + CRDs + examples validated)
+demo: setup cluster-deps ## the main job on the local stack: S3, the cluster, CRDs, examples, bad input refused
 	$(PY) -m kubeloop.devenv demo --dir $(RUN_DIR)
 
 bench: setup ## benchmarks measured side by side (ratios); see docs/benchmarks.md

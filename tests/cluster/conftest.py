@@ -70,8 +70,7 @@ def wait_until(
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[ClusterInfo]:
-    # The process node lands in the next commit; until then the control plane alone.
-    local = LocalCluster(ClusterConfig(state_dir=STATE_DIR, with_node=False))
+    local = LocalCluster(ClusterConfig(state_dir=STATE_DIR))
     was_running = local.running()
     info = local.up()
     os.environ["KUBECONFIG"] = str(info.kubeconfig)

@@ -18,6 +18,7 @@ on interfaces and namespaces this module created.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -36,13 +37,15 @@ from kubeloop.devenv.pki import CertPair, ClientIdentity, ClusterPKI
 K8S_VERSION = "v1.37.2"
 _REPO = Path(__file__).resolve().parents[3]
 _BUILD_SCRIPT = _REPO / "tests" / "cluster" / "build.sh"
-# Stop order: the node first (it stops the pods' processes), etcd last.
+# Start order; stopping goes in reverse: kube-proxy and the node first (the node stops the
+# pods' processes), etcd last.
 _COMPONENTS = (
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kubeloop-node",
+    "kube-proxy",
 )
 
 
@@ -78,8 +81,16 @@ class ClusterConfig:
 
     @property
     def components(self) -> tuple[str, ...]:
-        """The processes this configuration runs, in start order."""
-        return _COMPONENTS if self.with_node else _COMPONENTS[:-1]
+        """The processes this configuration runs, in start order.
+
+        kube-proxy (nftables mode, so Service ClusterIPs work) runs with the node when the
+        ``nft`` tool is installed (Debian package nftables; ``make cluster-up`` installs it).
+        """
+        if not self.with_node:
+            return _COMPONENTS[:4]
+        if shutil.which("nft") is None:
+            return _COMPONENTS[:5]
+        return _COMPONENTS
 
     @property
     def server(self) -> str:
@@ -108,7 +119,9 @@ class LocalCluster:
     """Starts and stops one local cluster whose state lives in ``config.state_dir``."""
 
     def __init__(self, config: ClusterConfig) -> None:
-        self.config = config
+        # Processes run with the state directory as their working directory: paths must be absolute.
+        self.config = dataclasses.replace(config, state_dir=config.state_dir.resolve())
+        config = self.config
         self.pki = ClusterPKI(config.state_dir / "pki")
         self._bin_dir = config.cache_dir / "k8s" / config.k8s_version / "bin"
 
@@ -223,6 +236,8 @@ class LocalCluster:
             "node.kubeconfig": ClientIdentity(
                 "node", f"system:node:{self.config.node_name}", "system:nodes"
             ),
+            # The built-in binding system:node-proxier grants this user what kube-proxy needs.
+            "kube-proxy.kubeconfig": ClientIdentity("kube-proxy", "system:kube-proxy"),
         }
         for file_name, identity in identities.items():
             self._write_kubeconfig(
@@ -258,8 +273,14 @@ class LocalCluster:
         if f" {address} " not in addresses:
             _run(["ip", "addr", "add", address, "dev", bridge])
         _run(["ip", "link", "set", bridge, "up"])
+        if "kube-proxy" in self.config.components:
+            # Service traffic is DNATed on the host and forwarded between pod veths.
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
 
     def _remove_network(self) -> None:
+        if shutil.which("nft") is not None:
+            for family in ("ip", "ip6"):
+                _run(["nft", "delete", "table", family, "kube-proxy"], check=False)
         netns = _run(["ip", "netns", "list"], check=False).stdout.split()
         for name in netns:
             if name.startswith("kl-"):
@@ -309,7 +330,9 @@ class LocalCluster:
                 f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                 "--kubelet-preferred-address-types=InternalIP",
-                "--allow-privileged=false",
+                # Privileged pods are judged by Pod Security admission per namespace, as on a
+                # real cluster, not refused wholesale by the server.
+                "--allow-privileged=true",
                 "--profiling=false",
                 "--endpoint-reconciler-type=lease",
                 "--v=1",
@@ -357,6 +380,20 @@ class LocalCluster:
                 f"--tls-cert-file={pki / 'node-serving.crt'}",
                 f"--tls-private-key-file={pki / 'node-serving.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
+            ],
+            "kube-proxy": [
+                str(bins / "kube-proxy"),
+                f"--kubeconfig={state / 'kube-proxy.kubeconfig'}",
+                "--proxy-mode=nftables",
+                f"--hostname-override={cfg.node_name}",
+                f"--cluster-cidr={cfg.pod_cidr}",
+                # Pods share one bridge: without SNAT a reply would skip the host's un-DNAT.
+                "--masquerade-all",
+                f"--nodeport-addresses={cfg.bridge_ip}/32",
+                "--healthz-bind-address=127.0.0.1:10256",
+                "--metrics-bind-address=127.0.0.1:10249",
+                "--conntrack-max-per-core=0",
+                "--v=1",
             ],
         }
 

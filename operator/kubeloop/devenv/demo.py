@@ -56,7 +56,7 @@ def run_demo(state_dir: Path) -> int:
         print(f"downloaded and verified {downloaded.size} bytes -> {target}")
 
     _say("local Kubernetes v1.37 (first run builds it from Go modules: about 10 minutes)")
-    cluster = LocalCluster(ClusterConfig(state_dir=state_dir / "cluster", with_node=False))
+    cluster = LocalCluster(ClusterConfig(state_dir=state_dir / "cluster"))
     info = cluster.up()
     print(f"cluster ready at {info.server} ({info.started_in_seconds:.1f}s)")
 

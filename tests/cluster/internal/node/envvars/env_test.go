@@ -53,7 +53,7 @@ func toMap(vars []Var) map[string]string {
 func TestResolvePrecedenceAndExpansion(t *testing.T) {
 	pod := testPod()
 	src := fakeSources{
-		cms: map[string]*v1.ConfigMap{"cfg": {Data: map[string]string{"A": "from-cm", "B": "b", "bad=key": "x"}}},
+		cms:     map[string]*v1.ConfigMap{"cfg": {Data: map[string]string{"A": "from-cm", "B": "b", "bad=key": "x"}}},
 		secrets: map[string]*v1.Secret{"sec": {Data: map[string][]byte{"token": []byte("s3cr3t")}}},
 	}
 	c := &v1.Container{
@@ -127,7 +127,7 @@ func TestResolveOptionalAndErrors(t *testing.T) {
 		t.Fatalf("optional refs: vars=%v err=%v", vars, err)
 	}
 	cases := map[string]v1.EnvVar{
-		`secret "nosecret" not found`: {Name: "X", ValueFrom: &v1.EnvVarSource{SecretKeyRef: &v1.SecretKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "nosecret"}, Key: "k"}}},
+		`secret "nosecret" not found`:                  {Name: "X", ValueFrom: &v1.EnvVarSource{SecretKeyRef: &v1.SecretKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "nosecret"}, Key: "k"}}},
 		`couldn't find key nokey in ConfigMap ns1/cfg`: {Name: "X", ValueFrom: &v1.EnvVarSource{ConfigMapKeyRef: &v1.ConfigMapKeySelector{LocalObjectReference: v1.LocalObjectReference{Name: "cfg"}, Key: "nokey"}}},
 	}
 	for want, ev := range cases {

@@ -66,12 +66,17 @@ func IsRestartableInit(c *v1.Container) bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways
 }
 
+func sidecarHasStarted(c Container) bool {
+	return c.Started || c.Terminated != nil || c.Last != nil
+}
+
 // Phase computes the pod phase.
 func Phase(spec *v1.PodSpec, init, containers []Container, terminal bool) v1.PodPhase {
 	// Init containers.
 	for i, ic := range init {
 		if i < len(spec.InitContainers) && IsRestartableInit(&spec.InitContainers[i]) {
-			if !ic.Started && !terminal {
+			// A sidecar counts as initialized once it has started.
+			if !sidecarHasStarted(ic) && !terminal {
 				return v1.PodPending
 			}
 			continue
@@ -212,7 +217,7 @@ func ownConditions(in Input, phase v1.PodPhase, existing []v1.PodCondition) []v1
 			cs = &in.Init[i]
 		}
 		if IsRestartableInit(&c) {
-			if cs == nil || !cs.Started {
+			if cs == nil || !sidecarHasStarted(*cs) {
 				pendingInit = append(pendingInit, c.Name)
 			}
 			continue

@@ -174,3 +174,19 @@ func TestInitializedCondition(t *testing.T) {
 		t.Error("init statuses")
 	}
 }
+
+func TestSidecarPhase(t *testing.T) {
+	always := v1.ContainerRestartPolicyAlways
+	s := spec(v1.RestartPolicyNever, 1)
+	s.InitContainers = []v1.Container{{Name: "side", RestartPolicy: &always}}
+	if got := Phase(&s, []Container{{Running: true}}, []Container{{WaitingReason: "PodInitializing"}}, false); got != v1.PodPending {
+		t.Errorf("sidecar not started yet: %s", got)
+	}
+	if got := Phase(&s, []Container{{Running: true, Started: true}}, []Container{{Running: true}}, false); got != v1.PodRunning {
+		t.Errorf("sidecar started: %s", got)
+	}
+	// Main finished, sidecar stopped by the node: the pod succeeded.
+	if got := Phase(&s, []Container{exited(143)}, []Container{exited(0)}, false); got != v1.PodSucceeded {
+		t.Errorf("after main completed: %s", got)
+	}
+}
