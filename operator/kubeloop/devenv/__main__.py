@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.choices["bench"]
     bench.add_argument("--size-mb", type=int, default=64, help="object size for transfer runs")
     bench.add_argument("--repeat", type=int, default=5, help="runs per variant")
+    bench.add_argument("--pods", type=int, default=10, help="pods started for the pod-start figure")
     args = parser.parse_args(argv)
 
     if args.command == "s3-up":
@@ -59,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args.dir)
     from kubeloop.devenv.bench import run_benchmarks  # noqa: PLC0415
+    from kubeloop.devenv.bench_cluster import run_cluster_benchmarks  # noqa: PLC0415
 
-    return run_benchmarks(args.dir / "bench", size_mb=args.size_mb, repeat=args.repeat)
+    status = run_benchmarks(args.dir / "bench", size_mb=args.size_mb, repeat=args.repeat)
+    run_cluster_benchmarks(args.dir / "cluster", pods=args.pods)
+    return status
 
 
 if __name__ == "__main__":
