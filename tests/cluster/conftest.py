@@ -36,7 +36,12 @@ class Kubectl:
         self, *args: str, stdin: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.info.kubectl), f"--kubeconfig={self.info.kubeconfig}", *args],
+            [
+                str(self.info.kubectl),
+                f"--kubeconfig={self.info.kubeconfig}",
+                f"--cache-dir={self.info.kubectl_cache}",
+                *args,
+            ],
             input=stdin,
             capture_output=True,
             text=True,

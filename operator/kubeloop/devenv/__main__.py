@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster ready in {info.started_in_seconds:.1f}s at {info.server}")
         print("point kubectl at it:")
         print(f"  export KUBECONFIG={info.kubeconfig}")
-        print(f"  alias kubectl={info.kubectl}   # v1.37, same as the server")
+        print(
+            f"  alias kubectl='{info.kubectl} --cache-dir={info.kubectl_cache}'   # v1.37, as the server"
+        )
         print(f"logs: {info.state_dir / 'logs'}")
         return 0
     if args.command == "cluster-down":

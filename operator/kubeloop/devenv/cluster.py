@@ -102,6 +102,16 @@ class ClusterConfig:
         """The admin kubeconfig (``O=system:masters``)."""
         return self.state_dir / "kubeconfig"
 
+    @property
+    def kubectl_cache(self) -> Path:
+        """kubectl's discovery cache for this cluster.
+
+        Every local cluster has the same server URL, so the default cache (keyed by host)
+        would serve one cluster's API list to the next; a per-cluster cache, emptied at
+        each start, cannot.
+        """
+        return self.state_dir / "kubectl-cache"
+
 
 @dataclass(frozen=True)
 class ClusterInfo:
@@ -110,6 +120,7 @@ class ClusterInfo:
     server: str
     kubeconfig: Path
     kubectl: Path
+    kubectl_cache: Path
     ca_cert: Path
     state_dir: Path
     started_in_seconds: float
@@ -139,6 +150,7 @@ class LocalCluster:
             node_binary = self._build()
             if not all(self._alive(name) for name in self.config.components):
                 self._stop_all()
+                shutil.rmtree(self.config.kubectl_cache, ignore_errors=True)
                 self._prepare()
                 self._start_all(node_binary)
             self._wait_ready()
@@ -146,6 +158,7 @@ class LocalCluster:
                 server=self.config.server,
                 kubeconfig=self.config.kubeconfig,
                 kubectl=self.kubectl,
+                kubectl_cache=self.config.kubectl_cache,
                 ca_cert=self.pki.ca.cert,
                 state_dir=self.config.state_dir,
                 started_in_seconds=time.monotonic() - started,
@@ -164,8 +177,13 @@ class LocalCluster:
         return all(self._alive(name) for name in self.config.components)
 
     def kubectl_command(self, *args: str) -> list[str]:
-        """A kubectl command line against this cluster."""
-        return [str(self.kubectl), f"--kubeconfig={self.config.kubeconfig}", *args]
+        """A kubectl command line against this cluster (with its own discovery cache)."""
+        return [
+            str(self.kubectl),
+            f"--kubeconfig={self.config.kubeconfig}",
+            f"--cache-dir={self.config.kubectl_cache}",
+            *args,
+        ]
 
     # -- build ----------------------------------------------------------------------------
 
