@@ -22,6 +22,9 @@ _NOT_YET_BUILT: dict[str, tuple[str, str]] = {
 }
 
 
+_PASS_THROUGH = frozenset({"data", "train"})
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubeloop",
@@ -35,7 +38,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
-    data_sub.add_parser("profile", help="validate, snapshot and profile a Dataset source")
+    data_sub.add_parser(
+        "profile", help="validate, snapshot and profile a Dataset source", add_help=False
+    )
 
     crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions as YAML")
     crds.add_argument("--kind", help="only this kind (e.g. TrainingRun)")
@@ -45,7 +50,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    # Subcommands that own their flags (data profile, train) get the rest of the line.
+    args, remaining = parser.parse_known_args(argv)
+    if remaining and args.command not in _PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(remaining)}")
     command: str | None = args.command
     if command is None:
         parser.print_help()
@@ -53,14 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "crds":
         from kubeloop.crdgen.render import render_crds  # noqa: PLC0415 - keeps startup light
 
-        for kind, text in render_crds().items():
-            if args.kind is None or args.kind.lower() == kind.lower():
+        wanted = None if args.kind is None else args.kind.lower()
+        for file_name, text in render_crds().items():
+            plural = file_name.split(".", 1)[0]
+            if wanted is None or wanted in (plural, plural.removesuffix("s")):
                 sys.stdout.write(text)
         return 0
     if command == "data":
         if args.data_command is None:
             parser.parse_args(["data", "--help"])
-        return _not_yet_built("data profile", "the data and training issue")
+        from kubeloop.data.cli import main as profile_main  # noqa: PLC0415 - pyarrow loads slowly
+
+        return profile_main(remaining)
     return _not_yet_built(command, _NOT_YET_BUILT[command][1])
 
 

@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args.dir)
     from kubeloop.devenv.bench import run_benchmarks  # noqa: PLC0415
     from kubeloop.devenv.bench_cluster import run_cluster_benchmarks  # noqa: PLC0415
+    from kubeloop.devenv.bench_profile import run_profile_benchmark  # noqa: PLC0415
 
     status = run_benchmarks(args.dir / "bench", size_mb=args.size_mb, repeat=args.repeat)
+    run_profile_benchmark(args.dir / "bench-profile")
     run_cluster_benchmarks(args.dir / "cluster", pods=args.pods)
     return status
 
