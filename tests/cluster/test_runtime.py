@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 import yaml
 from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.test_node import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 
 from kubeloop.devenv.runtime import ensure_runtime
+from kubeloop.devenv.seaweedfs import SeaweedFS
+from kubeloop.resources.common import WorkloadSettings, s3_env
+from kubeloop.storage import ObjectStore
 
 pytestmark = pytest.mark.cluster
 
@@ -44,3 +50,70 @@ def test_kubeloop_runs_as_the_restricted_workload_user(kubectl: Kubectl, namespa
     status = kubectl.json("get", "pod", "runtime", "-n", namespace)["status"]
     assert status["phase"] == "Succeeded", status
     assert "usage: kubeloop data profile" in kubectl.ok("logs", "runtime", "-n", namespace)
+
+
+def test_pods_reach_seaweedfs_on_the_bridge_with_secret_credentials(
+    kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    """What every profiling and training pod does first: S3 from a restricted pod."""
+    kubeloop = ensure_runtime()
+    with SeaweedFS(tmp_path / "s3", bind_ip="10.88.0.1") as endpoint:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kubeloop-s3"},
+            "stringData": {
+                "accessKey": endpoint.access_key,
+                "secretKey": endpoint.secret_key.get_secret_value(),
+            },
+        }
+        kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
+        settings = WorkloadSettings(
+            image="kubeloop/host",
+            command=(str(kubeloop),),
+            s3_endpoint=endpoint.url,
+            s3_bucket=endpoint.bucket,
+            s3_secret="kubeloop-s3",
+        )
+        python = str(kubeloop.parent / "python")
+        script = (
+            "from kubeloop.storage import ObjectStore, S3Settings\n"
+            "store = ObjectStore(S3Settings())\n"
+            "store.check()\n"
+            "result = store.upload(b'from a pod', 'probe/hello.txt')\n"
+            "print('uploaded', result.sha256)\n"
+        )
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "s3-client"},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": RESTRICTED_POD_SECURITY,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "kubeloop/host",
+                        "command": [python, "-c", script],
+                        "env": s3_env(settings),
+                        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+                    }
+                ],
+            },
+        }
+        kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(pod))
+        wait_until(
+            lambda: (
+                kubectl.json("get", "pod", "s3-client", "-n", namespace)["status"].get("phase")
+                in ("Succeeded", "Failed")
+            ),
+            timeout=90,
+            what="the S3 client pod to finish",
+        )
+        logs = kubectl.ok("logs", "s3-client", "-n", namespace)
+        expected = hashlib.sha256(b"from a pod").hexdigest()
+        assert f"uploaded {expected}" in logs, logs
+        with ObjectStore(endpoint.settings()) as store:
+            assert store.stat("probe/hello.txt").sha256 == expected
+        pod_spec = kubectl.json("get", "pod", "s3-client", "-n", namespace)
+        assert endpoint.secret_key.get_secret_value() not in str(pod_spec)

@@ -113,8 +113,12 @@ class SeaweedFS:
         weed: Path | None = None,
         startup_timeout: float = 60.0,
         stop_timeout: float = 15.0,
+        bind_ip: str = LOOPBACK,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
+        # 127.0.0.1 by default; the local cluster's bridge address when pods must reach it
+        # (a pod's loopback is its own network namespace's).
+        self.bind_ip = bind_ip
         self.bucket = bucket
         self._access_key = access_key
         self._secret_key = secret_key
@@ -206,7 +210,7 @@ class SeaweedFS:
             ports = _free_port_pairs(len(_COMPONENTS))
             process = self._launch(dict(zip(_COMPONENTS, ports, strict=True)), identities)
             endpoint = S3Endpoint(
-                url=f"http://{LOOPBACK}:{ports[_COMPONENTS.index('s3')]}",
+                url=f"http://{self.bind_ip}:{ports[_COMPONENTS.index('s3')]}",
                 access_key=access_key,
                 secret_key=secret_key,
                 region=DEFAULT_REGION,
@@ -252,8 +256,8 @@ class SeaweedFS:
         arguments = [
             "mini",
             f"-dir={self.data_dir}",
-            f"-ip={LOOPBACK}",
-            f"-ip.bind={LOOPBACK}",
+            f"-ip={self.bind_ip}",
+            f"-ip.bind={self.bind_ip}",
             "-master.telemetry=false",
             f"-master.port={ports['master']}",
             f"-volume.port={ports['volume']}",
@@ -486,13 +490,13 @@ class SeaweedFS:
         return self.state_dir / "s3.sock"
 
 
-def s3_up(state_dir: Path, *, bucket: str = DEFAULT_BUCKET) -> S3Endpoint:
+def s3_up(state_dir: Path, *, bucket: str = DEFAULT_BUCKET, bind_ip: str = LOOPBACK) -> S3Endpoint:
     """Make sure a detached local S3 server runs for ``state_dir``; return its endpoint.
 
     Idempotent: a server already running there is reused. The server outlives the calling
     process; stop it with :func:`s3_down`.
     """
-    return SeaweedFS(state_dir, bucket=bucket).ensure_running()
+    return SeaweedFS(state_dir, bucket=bucket, bind_ip=bind_ip).ensure_running()
 
 
 def s3_down(state_dir: Path) -> bool:
