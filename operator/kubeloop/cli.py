@@ -15,7 +15,6 @@ from kubeloop import __version__
 
 # subcommand -> (help text, the milestone that builds it)
 _NOT_YET_BUILT: dict[str, tuple[str, str]] = {
-    "operator": ("run the Kopf controllers for the four kinds", "the controllers issue"),
     "train": ("train one trial of a TrainingRun and export it to ONNX", "the trainer issue"),
     "serve": ("serve an ONNX ModelVersion (Open Inference Protocol V2 + /predict)", "serving"),
     "route": ("run the NGINX router for a Deployment", "serving"),
@@ -42,6 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "profile", help="validate, snapshot and profile a Dataset source", add_help=False
     )
 
+    sub.add_parser("operator", help="run the Kopf controllers (settings from KUBELOOP_* variables)")
+
     crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions as YAML")
     crds.add_argument("--kind", help="only this kind (e.g. TrainingRun)")
     return parser
@@ -58,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return 2
+    if command == "operator":
+        from kubeloop.controllers.app import run  # noqa: PLC0415 - Kopf loads slowly
+        from kubeloop.settings import OperatorSettings  # noqa: PLC0415
+
+        return run(OperatorSettings())
     if command == "crds":
         from kubeloop.crdgen.render import render_crds  # noqa: PLC0415 - keeps startup light
 

@@ -1,0 +1,55 @@
+"""``kubeloop operator``: configure Kopf, register the controllers, serve /metrics, run.
+
+Kopf keeps its progress and diff-base in annotations under ``kubeloop.io`` (never in status,
+which belongs to the API). The operator runs standalone (no peering objects needed); more
+than one replica needs leader election, which a later milestone adds with the Helm chart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from prometheus_client import start_http_server
+
+from kubeloop import API_GROUP
+from kubeloop.controllers import dataset
+from kubeloop.k8s import KubernetesAdapter
+from kubeloop.settings import OperatorSettings
+
+
+def _load_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def run(settings: OperatorSettings) -> int:
+    """Run the operator until it is stopped."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    adapter = KubernetesAdapter(_load_client())
+
+    @kopf.on.startup()
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=API_GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+
+    dataset.register(settings, adapter)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+    )
+    return 0

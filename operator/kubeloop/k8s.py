@@ -1,0 +1,76 @@
+"""The one adapter between kubeloop and the Kubernetes API server.
+
+Controllers ask it for what they need in kubeloop's terms (create a child unless it exists,
+read a Job's pods' termination messages, write a custom object's status) and it speaks the
+API. API errors are never swallowed: only "already exists" on create-if-absent is expected,
+because that is how a restarted operator finds the child it made before.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubeloop import API_GROUP, API_VERSION
+
+_CONFLICT = 409
+
+
+class KubernetesAdapter:
+    """Typed access to the few API calls the controllers make."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    def create_job_if_absent(self, job: dict[str, Any]) -> bool:
+        """Create ``job``; False when a Job of that name already exists (kept as it is)."""
+        try:
+            # The client serialises plain dicts as they are; V1Job is only its type hint.
+            self._batch.create_namespaced_job(job["metadata"]["namespace"], cast(client.V1Job, job))
+        except ApiException as error:
+            if error.status == _CONFLICT:
+                return False
+            raise
+        return True
+
+    def termination_messages(self, namespace: str, job: str) -> list[tuple[str, str]]:
+        """``(pod name, message)`` of the Job's terminated containers, newest pod first."""
+        response = self._core.list_namespaced_pod(
+            namespace, label_selector=f"job-name={job}", _preload_content=False
+        )
+        # Unparsed: the raw JSON is a plain dict, without the client's Optional-everywhere models.
+        pods: list[dict[str, Any]] = json.loads(cast(Any, response).data)["items"]
+        pods.sort(key=lambda pod: str(pod["metadata"]["creationTimestamp"]), reverse=True)
+        messages: list[tuple[str, str]] = []
+        for pod in pods:
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated") or {}
+                if terminated.get("message"):
+                    messages.append((str(pod["metadata"]["name"]), str(terminated["message"])))
+        return messages
+
+    def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A kubeloop object, or None when it is gone."""
+        try:
+            body = cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(
+                    API_GROUP, API_VERSION, namespace, plural, name
+                ),
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return body
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge ``status`` into the object's status subresource."""
+        self._custom.patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, namespace, plural, name, {"status": status}
+        )

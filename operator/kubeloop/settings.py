@@ -1,0 +1,58 @@
+"""The operator's settings: read once at start from ``KUBELOOP_*`` variables, then passed along.
+
+Everything environment-specific lives here (which namespaces to watch, how workloads reach
+S3, which image or command runs them), so controllers and builders never read the
+environment themselves.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubeloop.resources.common import WorkloadSettings
+
+
+class OperatorSettings(BaseSettings):
+    """Settings of ``kubeloop operator``."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBELOOP_", extra="ignore")
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch; empty means the whole cluster.",
+    )
+    workload_image: str = Field(
+        default="ghcr.io/kubeloop/kubeloop:0.1.0",
+        description="Image of profiling and training pods.",
+    )
+    workload_command: list[str] = Field(
+        default_factory=lambda: ["kubeloop"],
+        description="Entrypoint of the workload pods (an absolute path on the local cluster).",
+    )
+    workload_s3_endpoint: str = Field(
+        default="http://minio.kubeloop-system.svc:9000",
+        description="S3 endpoint as the workload pods reach it.",
+    )
+    artifact_bucket: str = Field(
+        default="kubeloop", description="Bucket for snapshots and artifacts."
+    )
+    s3_secret: str = Field(
+        default="kubeloop-s3",
+        description="Secret (in each watched namespace) with accessKey and secretKey for workloads.",
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    metrics_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of /metrics; 0 turns it off."
+    )
+
+    def workloads(self) -> WorkloadSettings:
+        """What the builders need to make workload pods."""
+        return WorkloadSettings(
+            image=self.workload_image,
+            command=tuple(self.workload_command),
+            s3_endpoint=self.workload_s3_endpoint,
+            s3_bucket=self.artifact_bucket,
+            s3_secret=self.s3_secret,
+            s3_region=self.s3_region,
+        )
