@@ -15,7 +15,6 @@ from kubeloop import __version__
 
 # subcommand -> (help text, the milestone that builds it)
 _NOT_YET_BUILT: dict[str, tuple[str, str]] = {
-    "train": ("train one trial of a TrainingRun and export it to ONNX", "the trainer issue"),
     "serve": ("serve an ONNX ModelVersion (Open Inference Protocol V2 + /predict)", "serving"),
     "route": ("run the NGINX router for a Deployment", "serving"),
 }
@@ -42,6 +41,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("operator", help="run the Kopf controllers (settings from KUBELOOP_* variables)")
+    sub.add_parser(
+        "train", help="train one trial of a TrainingRun and export it to ONNX", add_help=False
+    )
 
     crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions as YAML")
     crds.add_argument("--kind", help="only this kind (e.g. TrainingRun)")
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kubeloop.settings import OperatorSettings  # noqa: PLC0415
 
         return run(OperatorSettings())
+    if command == "train":
+        from kubeloop.trainer.cli import main as train_main  # noqa: PLC0415 - sklearn loads slowly
+
+        return train_main(remaining)
     if command == "crds":
         from kubeloop.crdgen.render import render_crds  # noqa: PLC0415 - keeps startup light
 

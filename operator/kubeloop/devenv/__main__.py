@@ -64,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     from kubeloop.devenv.bench import run_benchmarks  # noqa: PLC0415
     from kubeloop.devenv.bench_cluster import run_cluster_benchmarks  # noqa: PLC0415
     from kubeloop.devenv.bench_profile import run_profile_benchmark  # noqa: PLC0415
+    from kubeloop.devenv.bench_trainer import run_trainer_benchmark  # noqa: PLC0415
 
     status = run_benchmarks(args.dir / "bench", size_mb=args.size_mb, repeat=args.repeat)
     run_profile_benchmark(args.dir / "bench-profile")
+    run_trainer_benchmark(args.dir / "bench-trainer")
     run_cluster_benchmarks(args.dir / "cluster", pods=args.pods)
     return status
 
