@@ -103,7 +103,7 @@ def config_body(
         "snapshotURI": uri,
         "snapshotSha256": sha256,
         "target": target,
-        "outputPrefix": f"s3://{store.bucket}/{key_prefix}trainingruns/ns/run/trial-0/",
+        "outputPrefix": f"s3://{store.bucket}/{key_prefix}runs/ns/run/",
         "datasetVersion": f"sha256:{sha256}",
         "trainingRun": "run",
         "namespace": "ns",
@@ -327,7 +327,7 @@ def test_multiclass_trial_through_the_command_line(
     # grid in sorted name order: (max_depth, n_estimators) = (2,10) (2,20) (4,10) (4,20)
     assert message["params"] == {"criterion": "entropy", "max_depth": 4, "n_estimators": 10}
     assert message["metric"] == "f1"
-    assert message["artifactURI"].endswith("/trial-0/")
+    assert message["artifactURI"].endswith("/runs/ns/run/trials/2/")  # one prefix per index
     assert all(isinstance(v, float) for v in message["metrics"].values())
     assert {"accuracy", "f1", "roc_auc", "log_loss"} <= set(message["metrics"])
     assert re.fullmatch(r"[0-9a-f]{64}", message["modelSHA256"])

@@ -31,7 +31,7 @@ def config_json(**changes: Any) -> str:
         },
         "snapshotURI": f"s3://kubeloop/datasets/ns/churn/{DIGEST}/snapshot.parquet",
         "target": "churned",
-        "outputPrefix": "s3://kubeloop/trainingruns/ns/run/trial-0/",
+        "outputPrefix": "s3://kubeloop/runs/ns/run/",
         "datasetVersion": f"sha256:{DIGEST}",
     }
     body.update(changes)

@@ -63,7 +63,10 @@ class TrialConfig(KubeloopModel):
         description="Columns that are never features, e.g. the Dataset's unique key.",
     )
     output_prefix: S3Uri = Field(
-        description="Where this trial's artifacts go, ending in '/' (…/trial-<i>/).",
+        description=(
+            "Prefix of the whole run, ending in '/'; trial i writes under '<prefix>trials/<i>/', "
+            "so every pod of the Indexed Job can share one config."
+        ),
     )
     model_name: ModelName | None = Field(
         default=None, description="Registry name; defaults to spec.modelName."
@@ -114,3 +117,8 @@ class TrialConfig(KubeloopModel):
     def effective_dataset_name(self) -> str:
         """``dataset_name``, or the spec's dataset reference."""
         return self.dataset_name or self.spec.dataset_ref.name
+
+    @property
+    def trial_prefix(self) -> str:
+        """Where this trial's artifacts go: ``<outputPrefix>trials/<trial>/``."""
+        return f"{self.output_prefix}trials/{self.trial}/"

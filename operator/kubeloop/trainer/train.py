@@ -272,7 +272,7 @@ def run_trial(config: TrialConfig, store: ObjectStore) -> TrialResult:
         plots = _plots(summary, y_test, evaluation.test_predictions, task, spec.seed)
 
     with timer.step("upload"):
-        prefix = S3Uri.parse(config.output_prefix)
+        prefix = S3Uri.parse(config.trial_prefix)
         artifacts = _upload_artifacts(
             store,
             prefix,
