@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from kubeloop import API_GROUP, API_VERSION
 
 _CONFLICT = 409
+_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 class KubernetesAdapter:
@@ -52,6 +53,24 @@ class KubernetesAdapter:
                 terminated = (status.get("state") or {}).get("terminated") or {}
                 if terminated.get("message"):
                     messages.append((str(pod["metadata"]["name"]), str(terminated["message"])))
+        return messages
+
+    def indexed_termination_messages(self, namespace: str, job: str) -> dict[int, str]:
+        """Completion index -> termination message of its newest finished pod (Indexed Jobs)."""
+        response = self._core.list_namespaced_pod(
+            namespace, label_selector=f"job-name={job}", _preload_content=False
+        )
+        pods: list[dict[str, Any]] = json.loads(cast(Any, response).data)["items"]
+        pods.sort(key=lambda pod: str(pod["metadata"]["creationTimestamp"]))
+        messages: dict[int, str] = {}
+        for pod in pods:  # oldest first, so a retry's answer replaces the first try's
+            index = (pod["metadata"].get("annotations") or {}).get(_COMPLETION_INDEX)
+            if index is None:
+                continue
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated") or {}
+                if terminated.get("message"):
+                    messages[int(index)] = str(terminated["message"])
         return messages
 
     def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

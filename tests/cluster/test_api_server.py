@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.cluster.conftest import REPO, Kubectl
+from tests.cluster.conftest import REPO, Kubectl, wait_until
 from tests.samples.catalogue import Sample, load_invalid_samples
 
 pytestmark = pytest.mark.cluster
@@ -42,9 +42,22 @@ def test_crds_are_established_with_names_and_category(
 
 
 def test_kubectl_explain_shows_model_descriptions(kubectl: Kubectl, crds_installed: None) -> None:
-    explained = kubectl.ok("explain", "trainingruns.spec.search.parallelism")
+    # The published OpenAPI catches up with new CRDs a moment after they are Established.
+    def explain(path: str) -> str:
+        result = kubectl.run("explain", path)
+        return result.stdout if result.returncode == 0 else ""
+
+    explained = wait_until(
+        lambda: explain("trainingruns.kubeloop.io.spec.search.parallelism"),
+        timeout=60,
+        what="kubectl explain of trainingruns",
+    )
     assert "Trials that run at the same time." in explained
-    explained = kubectl.ok("explain", "deployments.kubeloop.io.spec.strategy.canary.steps")
+    explained = wait_until(
+        lambda: explain("deployments.kubeloop.io.spec.strategy.canary.steps"),
+        timeout=60,
+        what="kubectl explain of deployments.kubeloop.io",
+    )
     assert "after the last one the candidate takes all traffic" in explained
 
 

@@ -18,6 +18,8 @@ import pytest
 import yaml
 from tests.cluster.conftest import Kubectl, wait_until
 
+from kubeloop.devenv.cluster import ClusterInfo
+
 pytestmark = pytest.mark.cluster
 
 PYTHON = "/usr/bin/python3"
@@ -504,3 +506,44 @@ def test_pods_reach_services_by_cluster_ip(kubectl: Kubectl, namespace: str) -> 
     assert (
         kubectl.ok("logs", "svc-client", "-n", namespace).strip() == "served by a kubeloop-node pod"
     )
+
+
+def test_volume_hiding_the_nodes_state_dir_keeps_the_termination_message(
+    kubectl: Kubectl, namespace: str, cluster: ClusterInfo
+) -> None:
+    """An emptyDir mounted over the path that holds the node's own files (e.g. at /tmp when the
+    cluster's state lives under /tmp) must not break the termination-message bind mount."""
+    top = "/" + cluster.state_dir.resolve().parts[1]
+    script = "open('/dev/termination-log', 'w').write('still here')"
+    apply(
+        kubectl,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "hidden-state"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    container(
+                        [PYTHON, "-c", script],
+                        volumeMounts=[{"name": "scratch", "mountPath": top}],
+                    )
+                ],
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+            },
+        },
+    )
+    wait_until(
+        lambda: (
+            kubectl.json("get", "pod", "hidden-state", "-n", namespace)["status"].get("phase")
+            in ("Succeeded", "Failed")
+        ),
+        timeout=60,
+        what="pod hidden-state to finish",
+    )
+    terminated = kubectl.json("get", "pod", "hidden-state", "-n", namespace)["status"][
+        "containerStatuses"
+    ][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0, terminated
+    assert terminated["message"] == "still here"

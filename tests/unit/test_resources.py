@@ -82,7 +82,7 @@ def test_training_job_is_indexed_one_trial_per_index(
     search: dict[str, Any] | None, completions: int, parallelism: int
 ) -> None:
     spec = _spec(search=search) if search else _spec()
-    job = build_training_job(RUN_OWNER, spec, {"run": "churn-search"}, SETTINGS)
+    job = build_training_job(RUN_OWNER, spec, completions, {"run": "churn-search"}, SETTINGS)
     assert job["metadata"]["name"] == training_job_name("churn-search") == "churn-search-train"
     assert job["spec"]["completionMode"] == "Indexed"
     assert job["spec"]["completions"] == completions
@@ -92,7 +92,7 @@ def test_training_job_is_indexed_one_trial_per_index(
 
 
 def test_training_job_is_owned_labelled_and_restricted() -> None:
-    job = build_training_job(RUN_OWNER, _spec(), {"run": "churn-search"}, SETTINGS)
+    job = build_training_job(RUN_OWNER, _spec(), 1, {"run": "churn-search"}, SETTINGS)
     (owner_ref,) = job["metadata"]["ownerReferences"]
     assert owner_ref == {
         "apiVersion": "kubeloop.io/v1alpha1",
@@ -114,7 +114,7 @@ def test_training_job_is_owned_labelled_and_restricted() -> None:
 
 
 def test_trial_config_travels_as_json_and_secrets_only_as_references() -> None:
-    job = build_training_job(RUN_OWNER, _spec(), {"run": "churn-search", "seed": 7}, SETTINGS)
+    job = build_training_job(RUN_OWNER, _spec(), 1, {"run": "churn-search", "seed": 7}, SETTINGS)
     env = {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert json.loads(env["KUBELOOP_TRIAL_CONFIG"]["value"]) == {"run": "churn-search", "seed": 7}
     for key in ("KUBELOOP_S3_ACCESS_KEY", "KUBELOOP_S3_SECRET_KEY"):
@@ -126,7 +126,7 @@ def test_training_resources_are_copied() -> None:
     spec = _spec(
         resources={"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     )
-    container = build_training_job(RUN_OWNER, spec, {}, SETTINGS)["spec"]["template"]["spec"][
+    container = build_training_job(RUN_OWNER, spec, 1, {}, SETTINGS)["spec"]["template"]["spec"][
         "containers"
     ][0]
     assert container["resources"] == {
@@ -145,3 +145,22 @@ def test_profile_job_names_its_attempt_and_never_retries() -> None:
     env = {item["name"]: item for item in container["env"]}
     assert json.loads(env["KUBELOOP_PROFILE_REQUEST"]["value"]) == {"dataset": "churn"}
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "profiler"
+
+
+def test_trainer_threads_are_unset_without_a_cpu_limit() -> None:
+    container = build_training_job(RUN_OWNER, _spec(), 1, {}, SETTINGS)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert "KUBELOOP_TRAINER_THREADS" not in {item["name"] for item in container["env"]}
+
+
+@pytest.mark.parametrize(
+    ("cpu", "threads"), [("1500m", "1"), (2, "2"), ("2.5", "2"), ("250m", "1")]
+)
+def test_trainer_threads_follow_the_cpu_limit(cpu: Any, threads: str) -> None:
+    spec = _spec(resources={"limits": {"cpu": cpu}})
+    container = build_training_job(RUN_OWNER, spec, 1, {}, SETTINGS)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["KUBELOOP_TRAINER_THREADS"] == threads

@@ -15,7 +15,7 @@ from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from kubeloop import API_GROUP
-from kubeloop.controllers import dataset
+from kubeloop.controllers import dataset, trainingrun
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
 
@@ -45,6 +45,7 @@ def run(settings: OperatorSettings) -> int:
         settings.watching.server_timeout = 300
 
     dataset.register(settings, adapter)
+    trainingrun.register(settings, adapter)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     kopf.run(

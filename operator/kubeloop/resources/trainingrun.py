@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kubeloop.api.meta import ResourceRequirements
 from kubeloop.api.trainingrun import TrainingRunSpec
 from kubeloop.resources.common import (
     SCRATCH_DIR,
@@ -34,19 +35,15 @@ def training_job_name(run_name: str) -> str:
     return child_name(run_name, "train")
 
 
-def trial_count(spec: TrainingRunSpec) -> int:
-    """How many trials the run has (one without a search)."""
-    return spec.search.trials if spec.search is not None else 1
-
-
 def build_training_job(
     owner: Owner,
     spec: TrainingRunSpec,
+    trials: int,
     trial_config: dict[str, Any],
     settings: WorkloadSettings,
 ) -> dict[str, Any]:
-    """The Indexed Job for ``owner``; ``trial_config`` is what every trial pod reads."""
-    trials = trial_count(spec)
+    """The Indexed Job for ``owner``: ``trials`` completions (the search plan's size, which
+    the caller takes from the trainer's own sampler), each pod reading ``trial_config``."""
     parallelism = min(spec.search.parallelism, trials) if spec.search is not None else 1
     resources = spec.resources
     pod_labels = labels(owner, COMPONENT)
@@ -55,6 +52,12 @@ def build_training_job(
         "image": settings.image,
         "command": [*settings.command, "train"],
         "env": [
+            # Native thread pools follow the CPU limit, not the node's core count.
+            *(
+                [{"name": "KUBELOOP_TRAINER_THREADS", "value": str(_cpu_threads(resources))}]
+                if resources and resources.limits and resources.limits.cpu is not None
+                else []
+            ),
             *s3_env(settings),
             {"name": "KUBELOOP_TRIAL_CONFIG", "value": json.dumps(trial_config, sort_keys=True)},
             # Matplotlib and friends want a writable home; the root filesystem is read-only.
@@ -102,3 +105,11 @@ def build_training_job(
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         },
     }
+
+
+def _cpu_threads(resources: ResourceRequirements) -> int:
+    """Whole CPUs in the limit (at least one): '1500m' -> 1, 2 -> 2, '2.5' -> 2."""
+    assert resources.limits is not None and resources.limits.cpu is not None  # noqa: S101
+    text = str(resources.limits.cpu)
+    cpus = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return max(1, int(cpus))

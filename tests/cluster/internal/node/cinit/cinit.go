@@ -236,15 +236,34 @@ func doMounts(mounts []Mount, createdLog string) error {
 	sort.SliceStable(sorted, func(i, j int) bool {
 		return strings.Count(filepath.Clean(sorted[i].Target), "/") < strings.Count(filepath.Clean(sorted[j].Target), "/")
 	})
-	for _, m := range sorted {
-		st, err := os.Stat(m.Source)
+	// Open every source before mounting anything: a volume mounted early (an
+	// emptyDir at /tmp, say) may hide the host path of a later source (the
+	// node's state directory under /tmp). Binding from /proc/self/fd/N uses
+	// the file opened before the view changed.
+	sources := make([]int, len(sorted))
+	for i, m := range sorted {
+		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("mount source %s: %w", m.Source, err)
 		}
-		if err := ensureTarget(m.Target, st.IsDir(), createdLog); err != nil {
+		sources[i] = fd
+	}
+	defer func() {
+		for _, fd := range sources {
+			unix.Close(fd)
+		}
+	}()
+	for i, m := range sorted {
+		var st unix.Stat_t
+		if err := unix.Fstat(sources[i], &st); err != nil {
+			return fmt.Errorf("mount source %s: %w", m.Source, err)
+		}
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if err := ensureTarget(m.Target, isDir, createdLog); err != nil {
 			return fmt.Errorf("mount point %s: %w", m.Target, err)
 		}
-		if err := unix.Mount(m.Source, m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		source := fmt.Sprintf("/proc/self/fd/%d", sources[i])
+		if err := unix.Mount(source, m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind %s on %s: %w", m.Source, m.Target, err)
 		}
 	}

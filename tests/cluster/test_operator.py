@@ -1,0 +1,302 @@
+"""The operator on the real cluster, with workloads on the process node and S3 in SeaweedFS.
+
+Dataset: a profiling Job's answer becomes the status; bad new data is Invalid and the last
+good version stays. TrainingRun: one Indexed Job runs a random search; the trials table and
+the best trial come from the trainer pods' own answers; a bad parameter fails the run with
+the trainer's reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from tests.cluster.conftest import REPO, Kubectl, wait_until
+
+from kubeloop.devenv.cluster import ClusterInfo
+from kubeloop.devenv.demo import iris_csv
+from kubeloop.devenv.runtime import ensure_runtime
+from kubeloop.devenv.seaweedfs import S3Endpoint, SeaweedFS
+from kubeloop.storage import ObjectStore, S3Uri
+
+pytestmark = pytest.mark.cluster
+
+DATA_BUCKET = "kubeloop-demo"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    with SeaweedFS(tmp_path_factory.mktemp("s3"), bind_ip="10.88.0.1") as endpoint:
+        with ObjectStore(endpoint.settings()) as store:
+            store.ensure_bucket(DATA_BUCKET)
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def operator_namespace(
+    cluster: ClusterInfo,
+    kubectl: Kubectl,
+    crds_installed: None,
+    s3: S3Endpoint,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    namespace = f"t-dataset-{uuid.uuid4().hex[:6]}"
+    kubectl.ok("create", "namespace", namespace)
+    kubectl.ok("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kubeloop-s3"},
+        "stringData": {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()},
+    }
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
+    wait_until(
+        lambda: kubectl.run("get", "serviceaccount", "default", "-n", namespace).returncode == 0,
+        timeout=30,
+        what="the default ServiceAccount",
+    )
+    kubeloop = ensure_runtime()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "KUBELOOP_NAMESPACES": json.dumps([namespace]),
+        "KUBELOOP_WORKLOAD_COMMAND": json.dumps([str(kubeloop)]),
+        "KUBELOOP_WORKLOAD_S3_ENDPOINT": s3.url,
+        "KUBELOOP_ARTIFACT_BUCKET": s3.bucket,
+        "KUBELOOP_METRICS_PORT": "0",
+    }
+    log = (tmp_path_factory.mktemp("operator") / "operator.log").open("w")
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "kubeloop", "operator"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    yield namespace
+    operator.terminate()
+    try:
+        operator.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+    log.close()
+    kubectl.run("delete", "namespace", namespace, "--wait=false")
+
+
+def _dataset(uri: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "iris"},
+        "spec": {"source": {"uri": uri}, "target": "species", "validation": {"minRows": 100}},
+    }
+
+
+def _status(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    status: dict[str, Any] = (
+        kubectl.json("get", "datasets.kubeloop.io", "iris", "-n", namespace).get("status") or {}
+    )
+    return status
+
+
+def test_dataset_becomes_ready_then_bad_data_is_invalid_and_last_good_kept(
+    kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint
+) -> None:
+    namespace = operator_namespace
+    good_uri = f"s3://{DATA_BUCKET}/iris/iris.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.upload(iris_csv(), S3Uri.parse(good_uri), content_type="text/csv")
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(_dataset(good_uri)))
+
+    ready = wait_until(
+        lambda: (s := _status(kubectl, namespace)).get("phase") == "Ready" and s,
+        timeout=180,
+        what="Dataset iris Ready",
+    )
+    version = ready["version"]
+    assert version.startswith("sha256:")
+    assert ready["rows"] == 150
+    assert {c["name"] for c in ready["columns"]} >= {"petal_length", "species"}
+    with ObjectStore(s3.settings()) as store:
+        assert store.exists(S3Uri.parse(ready["profileURI"]))
+        assert store.exists(S3Uri.parse(ready["snapshotURI"]))
+
+    # New content where a numeric column turned into text: Invalid, column named, v1 kept.
+    frame = pd.read_csv(io.BytesIO(iris_csv()))
+    frame["petal_length"] = frame["petal_length"].map(lambda value: f"{value} cm")
+    bad_uri = f"s3://{DATA_BUCKET}/iris/iris-v2.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.upload(
+            frame.to_csv(index=False).encode(), S3Uri.parse(bad_uri), content_type="text/csv"
+        )
+    kubectl.ok(
+        "patch", "datasets.kubeloop.io", "iris", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"source": {"uri": bad_uri}}}),
+    )  # fmt: skip
+    invalid = wait_until(
+        lambda: (s := _status(kubectl, namespace)).get("phase") == "Invalid" and s,
+        timeout=180,
+        what="Dataset iris Invalid",
+    )
+    assert "petal_length" in invalid["message"]
+    assert invalid["version"] == version  # the last good version stays usable
+    conditions = {c["type"]: c for c in invalid["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Validated"]["status"] == "False"
+
+    jobs = kubectl.json("get", "jobs", "-n", namespace, "-l", "kubeloop.io/dataset=iris")["items"]
+    assert sorted(job["metadata"]["name"] for job in jobs) == ["iris-profile-g1", "iris-profile-g2"]
+    events = kubectl.ok(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=iris"
+    )
+    assert "Profiling" in events
+
+
+def _churn_csv(rows: int = 600, seed: int = 7) -> bytes:
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, rows)
+    charges = rng.normal(70, 20, rows).round(2)
+    plan = rng.choice(["basic", "plus", "pro"], rows)
+    region = rng.choice(["north", "south"], rows)
+    logit = -1.5 + 0.04 * (70 - tenure) + 0.02 * (charges - 70) + (plan == "basic") * 0.8
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pd.DataFrame(
+        {"tenure": tenure, "charges": charges, "plan": plan, "region": region, "churned": churned}
+    )
+    return frame.to_csv(index=False).encode()
+
+
+def _run(name: str, params: dict[str, Any], search: dict[str, Any] | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "datasetRef": {"name": "churn"},
+        "modelName": "churn",
+        "estimator": {"name": "RandomForestClassifier", "params": params},
+        "seed": 11,
+    }
+    if search is not None:
+        spec["search"] = search
+    return {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def _run_status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = (
+        kubectl.json("get", "trainingruns", name, "-n", namespace).get("status") or {}
+    )
+    return status
+
+
+def test_trainingrun_searches_in_one_indexed_job_and_reports_the_best_trial(
+    kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint
+) -> None:
+    namespace = operator_namespace
+    uri = f"s3://{DATA_BUCKET}/churn/churn.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.upload(_churn_csv(), S3Uri.parse(uri), content_type="text/csv")
+    dataset = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "churn"},
+        "spec": {"source": {"uri": uri}, "target": "churned", "sliceColumns": ["region"]},
+    }
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(dataset))
+    search = {
+        "strategy": "random",
+        "trials": 6,
+        "parallelism": 2,
+        "metric": "f1",
+        "space": {
+            "n_estimators": {"range": {"min": 10, "max": 40, "integer": True}},
+            "max_depth": {"values": [3, 5, 8]},
+        },
+    }
+    kubectl.ok(
+        "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(_run("churn-search", {}, search))
+    )
+    done = wait_until(
+        lambda: (
+            (s := _run_status(kubectl, namespace, "churn-search")).get("phase")
+            in ("Succeeded", "Failed")
+            and s
+        ),
+        timeout=420,
+        interval=2,
+        what="TrainingRun churn-search to finish",
+    )
+    assert done["phase"] == "Succeeded", done
+    dataset_version = kubectl.json("get", "datasets.kubeloop.io", "churn", "-n", namespace)[
+        "status"
+    ]["version"]
+    assert done["datasetVersion"] == dataset_version
+    assert done["trials"]["total"] == 6 and done["trials"]["succeeded"] == 6
+    assert sorted(t["index"] for t in done["trialResults"]) == list(range(6))
+    scores = {t["index"]: t["score"] for t in done["trialResults"]}
+    assert done["bestScore"] == max(scores.values())
+    assert scores[done["bestTrial"]] == done["bestScore"]
+    best = next(t for t in done["trialResults"] if t["index"] == done["bestTrial"])
+    assert set(best["params"]) >= {"n_estimators", "max_depth"}
+    assert best["artifactURI"].endswith(
+        f"/runs/{namespace}/churn-search/trials/{done['bestTrial']}/"
+    )
+    with ObjectStore(s3.settings()) as store:
+        for artifact in (
+            "model.onnx",
+            "metrics.json",
+            "signature.json",
+            "model-card.md",
+            "report.html",
+        ):
+            assert store.exists(S3Uri.parse(best["artifactURI"] + artifact)), artifact
+    jobs = kubectl.json(
+        "get", "jobs", "-n", namespace, "-l", "kubeloop.io/trainingrun=churn-search"
+    )["items"]
+    assert [job["metadata"]["name"] for job in jobs] == ["churn-search-train"]
+    assert jobs[0]["spec"]["completionMode"] == "Indexed" and jobs[0]["spec"]["parallelism"] == 2
+
+
+def test_trainingrun_failure_carries_the_trainers_reason(
+    kubectl: Kubectl, operator_namespace: str
+) -> None:
+    namespace = operator_namespace
+    wait_until(
+        lambda: _status_of(kubectl, namespace, "churn").get("phase") == "Ready",
+        timeout=180,
+        what="Dataset churn Ready (made by the previous test)",
+    )
+    bad = _run("churn-bad-param", {"n_estimators": -5}, None)
+    bad["spec"]["backoffLimit"] = 0
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(bad))
+    done = wait_until(
+        lambda: (
+            (s := _run_status(kubectl, namespace, "churn-bad-param")).get("phase")
+            in ("Succeeded", "Failed")
+            and s
+        ),
+        timeout=240,
+        interval=2,
+        what="TrainingRun churn-bad-param to finish",
+    )
+    assert done["phase"] == "Failed"
+    assert done["message"].startswith("InvalidParameter"), done["message"]
+    assert "n_estimators" in done["message"]
+
+
+def _status_of(kubectl: Kubectl, namespace: str, dataset: str) -> dict[str, Any]:
+    status: dict[str, Any] = (
+        kubectl.json("get", "datasets.kubeloop.io", dataset, "-n", namespace).get("status") or {}
+    )
+    return status
