@@ -88,6 +88,29 @@ class KubernetesAdapter:
             raise
         return body
 
+    def list_custom(self, plural: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """kubeloop objects of ``plural`` in ``namespace`` matching ``label_selector``."""
+        listing = cast(
+            dict[str, Any],
+            self._custom.list_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, plural, label_selector=label_selector
+            ),
+        )
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
+
+    def create_custom_if_absent(self, plural: str, body: dict[str, Any]) -> bool:
+        """Create a kubeloop object; False when the name is taken already."""
+        try:
+            self._custom.create_namespaced_custom_object(
+                API_GROUP, API_VERSION, body["metadata"]["namespace"], plural, body
+            )
+        except ApiException as error:
+            if error.status == _CONFLICT:
+                return False
+            raise
+        return True
+
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge ``status`` into the object's status subresource."""
         self._custom.patch_namespaced_custom_object_status(

@@ -74,6 +74,7 @@ def operator_namespace(
         "KUBELOOP_WORKLOAD_S3_ENDPOINT": s3.url,
         "KUBELOOP_ARTIFACT_BUCKET": s3.bucket,
         "KUBELOOP_METRICS_PORT": "0",
+        **s3.env(),  # the operator's own S3 access: it reads signatures and digests
     }
     log = (tmp_path_factory.mktemp("operator") / "operator.log").open("w")
     operator = subprocess.Popen(
@@ -261,6 +262,28 @@ def test_trainingrun_searches_in_one_indexed_job_and_reports_the_best_trial(
             "report.html",
         ):
             assert store.exists(S3Uri.parse(best["artifactURI"] + artifact)), artifact
+    # The winner is registered as churn-v1, exactly once, with facts read back from S3.
+    registered = wait_until(
+        lambda: _run_status(kubectl, namespace, "churn-search").get("modelVersion"),
+        timeout=60,
+        what="the ModelVersion of churn-search",
+    )
+    assert registered == "churn-v1"
+    mv = kubectl.json("get", "modelversions", "churn-v1", "-n", namespace)
+    assert mv["spec"]["model"] == "churn" and mv["spec"]["version"] == 1
+    assert mv["spec"]["artifact"]["uri"] == best["artifactURI"] + "model.onnx"
+    assert mv["spec"]["artifact"]["format"] == "onnx"
+    assert mv["spec"]["lineage"]["datasetVersion"] == dataset_version
+    assert mv["spec"]["lineage"]["trainingRun"] == "churn-search"
+    assert mv["spec"]["lineage"]["trial"] == done["bestTrial"]
+    assert mv["spec"]["metrics"]["f1"] == pytest.approx(best["metrics"]["f1"])
+    inputs = {i["name"] for i in mv["spec"]["signature"]["inputs"]}
+    assert inputs == {"tenure", "charges", "plan", "region"}
+    with ObjectStore(s3.settings()) as store:
+        stored = store.stat(S3Uri.parse(mv["spec"]["artifact"]["uri"])).sha256
+    assert stored == mv["spec"]["artifact"]["sha256"]
+    mvs = kubectl.json("get", "modelversions", "-n", namespace, "-l", "kubeloop.io/model=churn")
+    assert len(mvs["items"]) == 1
     jobs = kubectl.json(
         "get", "jobs", "-n", namespace, "-l", "kubeloop.io/trainingrun=churn-search"
     )["items"]

@@ -13,11 +13,13 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from kubeloop import API_GROUP
 from kubeloop.controllers import dataset, trainingrun
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
+from kubeloop.storage import ObjectStore, S3Settings
 
 
 def _load_client() -> client.ApiClient:
@@ -26,6 +28,18 @@ def _load_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config()
     return client.ApiClient()
+
+
+def _object_store() -> ObjectStore | None:
+    """The operator's own S3 access (KUBELOOP_S3_*), to read what trainers wrote."""
+    try:
+        return ObjectStore(S3Settings())
+    except ValidationError as error:
+        fields = ", ".join(str(e["loc"][0]) for e in error.errors())
+        logging.getLogger("kubeloop").warning(
+            "no S3 settings (%s): models cannot be registered until KUBELOOP_S3_* is set", fields
+        )
+        return None
 
 
 def run(settings: OperatorSettings) -> int:
@@ -45,7 +59,7 @@ def run(settings: OperatorSettings) -> int:
         settings.watching.server_timeout = 300
 
     dataset.register(settings, adapter)
-    trainingrun.register(settings, adapter)
+    trainingrun.register(settings, adapter, _object_store())
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     kopf.run(

@@ -9,6 +9,7 @@ the trainer pods' own termination messages, so a failed run says what the traine
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import logging
 from typing import Any, cast
@@ -17,16 +18,21 @@ import kopf
 
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.dataset import Dataset
+from kubeloop.api.modelversion import Signature
 from kubeloop.api.trainingrun import TrainingRun, TrainingRunStatus
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.common import Owner
+from kubeloop.resources.modelversion import MODEL_FILE, build_model_version, model_version_name
 from kubeloop.resources.trainingrun import COMPONENT, build_training_job, training_job_name
 from kubeloop.settings import OperatorSettings
 from kubeloop.status.trainingrun import JobProgress, direction_of, run_started, trials_observed
+from kubeloop.storage import ObjectStore, S3Uri
 from kubeloop.trainer.config import TrialConfig
 from kubeloop.trainer.search import trial_count
 
 PLURAL = "trainingruns"
+MODEL_VERSIONS = "modelversions"
+_VERSION_ATTEMPTS = 5
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 _TERMINAL = ("Succeeded", "Failed")
 
@@ -107,7 +113,72 @@ def _trial_config(
     )
 
 
-def register(settings: OperatorSettings, adapter: KubernetesAdapter) -> None:
+class ModelRegistrationError(RuntimeError):
+    """The winning trial could not become a ModelVersion (yet)."""
+
+
+def register_model_version(
+    adapter: KubernetesAdapter,
+    store: ObjectStore | None,
+    *,
+    run: TrainingRun,
+    status: TrainingRunStatus,
+    answers: dict[int, dict[str, Any]],
+    image: str,
+) -> str:
+    """Create the run's ModelVersion exactly once and return its name.
+
+    The label ``kubeloop.io/trainingrun`` finds one made before a crash, so a restarted
+    operator adopts it; the version number is the next free one for the model, and a name
+    taken by a concurrent run moves on to the next number.
+    """
+    namespace, run_name = str(run.metadata.namespace), str(run.metadata.name)
+    existing = adapter.list_custom(MODEL_VERSIONS, namespace, f"{API_GROUP}/trainingrun={run_name}")
+    if existing:
+        return str(existing[0]["metadata"]["name"])
+    if store is None:
+        raise ModelRegistrationError(
+            "the operator has no S3 settings (KUBELOOP_S3_*) to read the artifacts"
+        )
+    best = status.best_trial
+    answer = answers.get(best) if best is not None else None
+    if best is None or answer is None or not answer.get("modelSHA256"):
+        raise ModelRegistrationError(f"the answer of trial {best} is not available")
+    prefix = str(answer["artifactURI"])
+    stored = store.stat(S3Uri.parse(prefix + MODEL_FILE)).sha256
+    if stored != answer["modelSHA256"]:
+        raise ModelRegistrationError(
+            f"{prefix}{MODEL_FILE} has sha256 {stored}, the trainer reported {answer['modelSHA256']}"
+        )
+    buffer = io.BytesIO()
+    store.download(S3Uri.parse(prefix + "signature.json"), buffer)
+    signature = Signature.model_validate(json.loads(buffer.getvalue()))
+    model = run.spec.model_name
+    taken = adapter.list_custom(MODEL_VERSIONS, namespace, f"{API_GROUP}/model={model}")
+    version = max((int(mv["spec"]["version"]) for mv in taken), default=0) + 1
+    for _ in range(_VERSION_ATTEMPTS):
+        body = build_model_version(
+            namespace=namespace,
+            run_name=run_name,
+            spec=run.spec,
+            version=version,
+            trial=best,
+            answer=answer,
+            signature=signature,
+            dataset_version=str(status.dataset_version),
+            image=image,
+        )
+        if adapter.create_custom_if_absent(MODEL_VERSIONS, body):
+            return model_version_name(model, version)
+        version += 1
+    raise ModelRegistrationError(
+        f"no free version number for model {model} after {_VERSION_ATTEMPTS} tries"
+    )
+
+
+def register(
+    settings: OperatorSettings, adapter: KubernetesAdapter, store: ObjectStore | None
+) -> None:
     """Register the TrainingRun handlers with Kopf."""
     workloads = settings.workloads()
 
@@ -161,10 +232,10 @@ def register(settings: OperatorSettings, adapter: KubernetesAdapter) -> None:
                 message=f"Job {job_name}: {trials} trial(s) on {dataset.metadata.name}@{version[:19]}",
             )
 
-    _register_progress(adapter)
+    _register_progress(adapter, store, settings.workload_image)
 
 
-def _register_progress(adapter: KubernetesAdapter) -> None:
+def _register_progress(adapter: KubernetesAdapter, store: ObjectStore | None, image: str) -> None:
     @kopf.on.event(
         "batch",
         "v1",
@@ -200,6 +271,16 @@ def _register_progress(adapter: KubernetesAdapter) -> None:
             now=_now(),
             generation=current["metadata"].get("generation"),
         )
+        if observed.phase == "Succeeded":
+            observed = _with_model_version(
+                adapter,
+                store,
+                run=run,
+                status=observed,
+                answers=answers,
+                image=image,
+                logger=logger,
+            )
         if observed.to_wire() == status.to_wire():
             return
         adapter.patch_status(PLURAL, namespace, run_name, observed.to_wire())
@@ -213,3 +294,54 @@ def _register_progress(adapter: KubernetesAdapter) -> None:
             logger.info(
                 "TrainingRun %s/%s %s: %s", namespace, run_name, observed.phase, observed.message
             )
+
+    @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=15, idle=15)
+    def retry_model_registration(body: kopf.Body, logger: Logger, **_: Any) -> None:
+        run = TrainingRun.model_validate(dict(body))
+        status = run.status
+        if (
+            status is None
+            or status.phase != "Succeeded"
+            or status.model_version
+            or not status.job_name
+        ):
+            return
+        namespace = str(body.metadata.namespace)
+        answers = _answers(adapter.indexed_termination_messages(namespace, status.job_name))
+        updated = _with_model_version(
+            adapter, store, run=run, status=status, answers=answers, image=image, logger=logger
+        )
+        if updated.model_version:
+            adapter.patch_status(PLURAL, namespace, str(body.metadata.name), updated.to_wire())
+
+
+def _with_model_version(
+    adapter: KubernetesAdapter,
+    store: ObjectStore | None,
+    *,
+    run: TrainingRun,
+    status: TrainingRunStatus,
+    answers: dict[int, dict[str, Any]],
+    image: str,
+    logger: Logger,
+) -> TrainingRunStatus:
+    """``status`` with the run's ModelVersion registered, or saying why it is not (yet)."""
+    if status.model_version:
+        return status
+    updated = status.model_copy(deep=True)
+    try:
+        name = register_model_version(
+            adapter, store, run=run, status=status, answers=answers, image=image
+        )
+    except ModelRegistrationError as error:
+        updated.message = f"{status.message}; model not registered yet: {error}"
+        logger.warning("TrainingRun %s: %s", run.metadata.name, error)
+        return updated
+    updated.model_version = name
+    updated.message = f"{status.message}; registered as ModelVersion {name}"
+    kopf.info(
+        kopf.Body(cast(kopf.RawBody, run.to_wire())),
+        reason="ModelVersionCreated",
+        message=f"best trial {status.best_trial} registered as {name}",
+    )
+    return updated
