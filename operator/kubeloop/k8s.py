@@ -111,6 +111,12 @@ class KubernetesAdapter:
             raise
         return True
 
+    def patch_spec(self, plural: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        """Merge ``spec`` into a kubeloop object's spec (the stage rules of the registry)."""
+        self._custom.patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, plural, name, {"spec": spec}
+        )
+
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge ``status`` into the object's status subresource."""
         self._custom.patch_namespaced_custom_object_status(

@@ -323,3 +323,106 @@ def _status_of(kubectl: Kubectl, namespace: str, dataset: str) -> dict[str, Any]
         kubectl.json("get", "datasets.kubeloop.io", dataset, "-n", namespace).get("status") or {}
     )
     return status
+
+
+def _mv(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = kubectl.json("get", "modelversions", name, "-n", namespace)
+    return body
+
+
+def _finished_run(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    return wait_until(  # type: ignore[no-any-return]
+        lambda: (s := _run_status(kubectl, namespace, name)).get("modelVersion") and s,
+        timeout=300,
+        interval=2,
+        what=f"TrainingRun {name} to register its model",
+    )
+
+
+def test_gates_reject_with_numbers_and_promotion_archives_the_previous_production(
+    kubectl: Kubectl, operator_namespace: str
+) -> None:
+    namespace = operator_namespace
+    first = wait_until(
+        lambda: (
+            _mv(kubectl, namespace, "churn-v1").get("status", {}).get("phase")
+            in ("Validated", "Rejected")
+            and _mv(kubectl, namespace, "churn-v1")
+        ),
+        timeout=60,
+        what="gates of churn-v1",
+    )
+    assert first["status"]["phase"] == "Validated"  # no gates declared on churn-search
+
+    strict = _run("churn-strict", {"n_estimators": 20}, None)
+    strict["spec"]["gates"] = {"thresholds": [{"metric": "f1", "min": 0.99}]}
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(strict))
+    name = _finished_run(kubectl, namespace, "churn-strict")["modelVersion"]
+    assert name == "churn-v2"
+    rejected = wait_until(
+        lambda: (mv := _mv(kubectl, namespace, name)).get("status", {}).get("phase") and mv,
+        timeout=60,
+        what="gates of churn-v2",
+    )
+    assert rejected["status"]["phase"] == "Rejected"
+    (gate,) = rejected["status"]["gateResults"]
+    assert gate["threshold"] == 0.99 and gate["passed"] is False
+    assert gate["observed"] == pytest.approx(rejected["spec"]["metrics"]["f1"])
+    assert "misses >= 0.99" in rejected["status"]["message"]
+
+    kubectl.ok(
+        "patch",
+        "modelversion",
+        "churn-v1",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"stage":"Production"}}',
+    )
+    kubectl.ok(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(_run("churn-next", {"n_estimators": 15}, None)),
+    )
+    successor = _finished_run(kubectl, namespace, "churn-next")["modelVersion"]
+    assert successor == "churn-v3"
+    wait_until(
+        lambda: _mv(kubectl, namespace, successor).get("status", {}).get("phase") == "Validated",
+        timeout=60,
+        what="churn-v3 Validated",
+    )
+    kubectl.ok(
+        "patch",
+        "modelversion",
+        successor,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"stage":"Production"}}',
+    )
+    archived = wait_until(
+        lambda: (mv := _mv(kubectl, namespace, "churn-v1"))["spec"]["stage"] == "Archived" and mv,
+        timeout=60,
+        what="churn-v1 archived after churn-v3's promotion",
+    )
+    history = wait_until(
+        lambda: _mv(kubectl, namespace, successor).get("status", {}).get("stageHistory"),
+        timeout=30,
+        what="stage history of churn-v3",
+    )
+    assert history[-1]["stage"] == "Production" and history[-1]["previous"] == "None"
+    assert history[-1]["changedBy"] == "kubectl-patch"
+    assert archived["status"]["stage"] in ("Production", "Archived")
+    productions = [
+        mv["metadata"]["name"]
+        for mv in kubectl.json(
+            "get", "modelversions", "-n", namespace, "-l", "kubeloop.io/model=churn"
+        )["items"]
+        if mv["spec"]["stage"] == "Production"
+    ]
+    assert productions == ["churn-v3"]

@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from kubeloop import API_GROUP
-from kubeloop.controllers import dataset, trainingrun
+from kubeloop.controllers import dataset, modelversion, trainingrun
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
 from kubeloop.storage import ObjectStore, S3Settings
@@ -60,6 +60,7 @@ def run(settings: OperatorSettings) -> int:
 
     dataset.register(settings, adapter)
     trainingrun.register(settings, adapter, _object_store())
+    modelversion.register(adapter)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     kopf.run(

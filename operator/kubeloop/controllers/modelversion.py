@@ -1,0 +1,105 @@
+"""ModelVersion controller: gates once per version, and the stage rules of the registry.
+
+Gates run when a version first appears (its facts never change afterwards), against its
+metrics and the model's Production version at that moment. When a version enters
+Production, the previous Production version of the same model is archived, so a model has
+at most one. Stage changes are recorded in the status history with the field manager that
+made them (the admission webhook that records the requesting user comes next).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any, cast
+
+import kopf
+
+from kubeloop import API_GROUP, API_VERSION
+from kubeloop.api.modelversion import ModelVersion, ModelVersionStatus, StageChange
+from kubeloop.k8s import KubernetesAdapter
+from kubeloop.status.modelversion import gates_evaluated
+
+PLURAL = "modelversions"
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+_HISTORY = 50
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stage_manager(body: dict[str, Any]) -> str:
+    """Who last wrote spec.stage, as the API server recorded it in managedFields."""
+    for entry in reversed(body.get("metadata", {}).get("managedFields") or []):
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:stage" in fields:
+            return str(entry.get("manager", ""))
+    return ""
+
+
+def register(adapter: KubernetesAdapter) -> None:
+    """Register the ModelVersion handlers with Kopf."""
+
+    @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
+    @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
+    def evaluate_gates(body: kopf.Body, patch: kopf.Patch, logger: Logger, **_: Any) -> None:
+        version = ModelVersion.model_validate(dict(body))
+        status = version.status or ModelVersionStatus()
+        if status.phase != "Pending":
+            return  # gates ran when the version appeared; its facts cannot change
+        namespace = str(body.metadata.namespace)
+        champion = next(
+            (
+                (str(other["metadata"]["name"]), dict(other["spec"].get("metrics") or {}))
+                for other in adapter.list_custom(
+                    PLURAL, namespace, f"{API_GROUP}/model={version.spec.model}"
+                )
+                if other["spec"].get("stage") == "Production"
+                and other["metadata"]["name"] != body.metadata.name
+            ),
+            None,
+        )
+        evaluated = gates_evaluated(
+            status, version.spec, champion, now=_now(), generation=body.metadata.get("generation")
+        )
+        evaluated.stage = version.spec.stage
+        patch.status.update(evaluated.to_wire())
+        event = kopf.info if evaluated.phase == "Validated" else kopf.warn
+        event(body, reason=evaluated.phase, message=evaluated.message[:1000])
+        logger.info(
+            "ModelVersion %s: %s (%s)", body.metadata.name, evaluated.phase, evaluated.message
+        )
+
+    @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec.stage")
+    def stage_changed(
+        body: kopf.Body, patch: kopf.Patch, old: Any, new: Any, logger: Logger, **_: Any
+    ) -> None:
+        version = ModelVersion.model_validate(dict(body))
+        status = version.status or ModelVersionStatus()
+        change = StageChange(
+            stage=new or "None",
+            previous=old or "None",
+            changed_at=_now(),
+            changed_by=_stage_manager(dict(body)),
+        )
+        patch.status["stage"] = change.stage
+        patch.status["stageHistory"] = [
+            entry.to_wire() for entry in [*status.stage_history, change][-_HISTORY:]
+        ]
+        kopf.info(body, reason="StageChanged", message=f"{change.previous} -> {change.stage}")
+        if change.stage != "Production":
+            return
+        namespace = str(body.metadata.namespace)
+        for other in adapter.list_custom(
+            PLURAL, namespace, f"{API_GROUP}/model={version.spec.model}"
+        ):
+            name = str(other["metadata"]["name"])
+            if name != body.metadata.name and other["spec"].get("stage") == "Production":
+                adapter.patch_spec(PLURAL, namespace, name, {"stage": "Archived"})
+                kopf.info(
+                    kopf.Body(cast(kopf.RawBody, other)),
+                    reason="Archived",
+                    message=f"{body.metadata.name} was promoted to Production",
+                )
+                logger.info("archived %s: %s is now Production", name, body.metadata.name)
