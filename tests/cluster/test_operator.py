@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,43 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
         with ObjectStore(endpoint.settings()) as store:
             store.ensure_bucket(DATA_BUCKET)
         yield endpoint
+
+
+class OperatorProcess:
+    """``kubeloop operator`` as a real process the tests can kill and start again."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kubeloop", "operator"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish anything, as when a node dies."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+OPERATORS: dict[str, OperatorProcess] = {}
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +114,11 @@ def operator_namespace(
         "KUBELOOP_METRICS_PORT": "0",
         **s3.env(),  # the operator's own S3 access: it reads signatures and digests
     }
-    log = (tmp_path_factory.mktemp("operator") / "operator.log").open("w")
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "kubeloop", "operator"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    operator = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log")
+    operator.start()
+    OPERATORS[namespace] = operator
     yield namespace
-    operator.terminate()
-    try:
-        operator.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        operator.kill()
-    log.close()
+    operator.stop()
     kubectl.run("delete", "namespace", namespace, "--wait=false")
 
 
@@ -426,3 +454,45 @@ def test_gates_reject_with_numbers_and_promotion_archives_the_previous_productio
         if mv["spec"]["stage"] == "Production"
     ]
     assert productions == ["churn-v3"]
+
+
+def test_operator_killed_mid_training_makes_exactly_one_job_and_one_model_version(
+    kubectl: Kubectl, operator_namespace: str
+) -> None:
+    namespace = operator_namespace
+    search = {
+        "strategy": "random",
+        "trials": 4,
+        "parallelism": 1,
+        "metric": "f1",
+        "space": {"max_depth": {"values": [2, 3, 4, 5]}},
+    }
+    kubectl.ok(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(_run("churn-restart", {"n_estimators": 10}, search)),
+    )
+    wait_until(
+        lambda: kubectl.json("get", "pods", "-n", namespace, "-l", "job-name=churn-restart-train")[
+            "items"
+        ],
+        timeout=60,
+        what="the first trial pod",
+    )
+    operator = OPERATORS[namespace]
+    operator.kill()  # while the Job runs
+    operator.start()
+    done = _finished_run(kubectl, namespace, "churn-restart")
+    assert done["phase"] == "Succeeded"
+    assert done["trials"]["succeeded"] == 4
+    jobs = kubectl.json(
+        "get", "jobs", "-n", namespace, "-l", "kubeloop.io/trainingrun=churn-restart"
+    )["items"]
+    assert [job["metadata"]["name"] for job in jobs] == ["churn-restart-train"]
+    versions = kubectl.json(
+        "get", "modelversions", "-n", namespace, "-l", "kubeloop.io/trainingrun=churn-restart"
+    )
+    assert [mv["metadata"]["name"] for mv in versions["items"]] == [done["modelVersion"]]
