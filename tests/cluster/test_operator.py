@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from tests.cluster.conftest import REPO, Kubectl, wait_until
 
 from kubeloop.devenv.cluster import ClusterInfo
-from kubeloop.devenv.demo import iris_csv
+from kubeloop.devenv.demo import churn_csv, iris_csv
 from kubeloop.devenv.runtime import ensure_runtime
 from kubeloop.devenv.seaweedfs import S3Endpoint, SeaweedFS
 from kubeloop.storage import ObjectStore, S3Uri
@@ -191,20 +190,6 @@ def test_dataset_becomes_ready_then_bad_data_is_invalid_and_last_good_kept(
     assert "Profiling" in events
 
 
-def _churn_csv(rows: int = 600, seed: int = 7) -> bytes:
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(1, 72, rows)
-    charges = rng.normal(70, 20, rows).round(2)
-    plan = rng.choice(["basic", "plus", "pro"], rows)
-    region = rng.choice(["north", "south"], rows)
-    logit = -1.5 + 0.04 * (70 - tenure) + 0.02 * (charges - 70) + (plan == "basic") * 0.8
-    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
-    frame = pd.DataFrame(
-        {"tenure": tenure, "charges": charges, "plan": plan, "region": region, "churned": churned}
-    )
-    return frame.to_csv(index=False).encode()
-
-
 def _run(name: str, params: dict[str, Any], search: dict[str, Any] | None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "datasetRef": {"name": "churn"},
@@ -235,7 +220,7 @@ def test_trainingrun_searches_in_one_indexed_job_and_reports_the_best_trial(
     namespace = operator_namespace
     uri = f"s3://{DATA_BUCKET}/churn/churn.csv"
     with ObjectStore(s3.settings()) as store:
-        store.upload(_churn_csv(), S3Uri.parse(uri), content_type="text/csv")
+        store.upload(churn_csv(rows=600), S3Uri.parse(uri), content_type="text/csv")
     dataset = {
         "apiVersion": "kubeloop.io/v1alpha1",
         "kind": "Dataset",

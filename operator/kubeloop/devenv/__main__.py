@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs: {info.state_dir / 'logs'}")
         return 0
     if args.command == "cluster-down":
+        from kubeloop.devenv.demo import stop_operator  # noqa: PLC0415
+
+        if stop_operator(args.dir):
+            print("demo operator stopped")
         stopped = LocalCluster(ClusterConfig(state_dir=args.dir / "cluster")).down()
         print("cluster stopped" if stopped else "cluster was not running")
         return 0

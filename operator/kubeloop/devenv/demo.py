@@ -1,30 +1,41 @@
-"""``make demo``: what kubeloop does today, on the local stack, with nothing to set up.
+"""``make demo``: the loop as far as it is built, on the local stack, with nothing to set up.
 
-Today that is: a real S3 (SeaweedFS) with the demo data uploaded and verified, the local
-Kubernetes cluster (built from Go modules on first use) with the CRDs installed and every
-example applied with the real ``kubectl``, and bad input answered by the API server itself.
-Each later milestone (the controllers, serving) extends this script so ``make demo`` always
-shows the loop as far as it is built.
+It brings up the local Kubernetes cluster (built from Go modules on first use), installs the
+CRDs, applies every example and shows bad input refused by the API server; then it runs the
+first half of the loop for real: SeaweedFS on the cluster bridge, the operator, a demo
+dataset uploaded, a Dataset profiled, a TrainingRun searching in one Indexed Job on the
+process node, and the new ModelVersion with its metrics, gates and report. Later milestones
+(serving, rollouts, drift) extend this script.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 from sklearn.datasets import load_iris
 
-from kubeloop.api.validation import ManifestError, validate_manifest
 from kubeloop.devenv.cluster import ClusterConfig, LocalCluster
-from kubeloop.devenv.seaweedfs import s3_up
+from kubeloop.devenv.runtime import ensure_runtime
+from kubeloop.devenv.seaweedfs import S3Endpoint, s3_up
 from kubeloop.storage import ObjectStore, S3Uri
 
 DEMO_BUCKET = "kubeloop-demo"
 DEMO_NAMESPACE = "kubeloop-demo"
-IRIS_URI = f"s3://{DEMO_BUCKET}/iris/iris.csv"
+EXAMPLES_NAMESPACE = "kubeloop-examples"
+CHURN_URI = f"s3://{DEMO_BUCKET}/churn/churn.csv"
 _REPO = Path(__file__).resolve().parents[3]
+_WAIT_SECONDS = 900
 
 
 def iris_csv() -> bytes:
@@ -37,37 +48,91 @@ def iris_csv() -> bytes:
     return buffer.getvalue().encode()
 
 
+def churn_csv(rows: int = 2000, seed: int = 7) -> bytes:
+    """A synthetic customer-churn table: numeric and categorical features, a region to slice by."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, rows)
+    charges = rng.normal(70, 20, rows).round(2)
+    plan = rng.choice(["basic", "plus", "pro"], rows)
+    region = rng.choice(["north", "south"], rows)
+    logit = -1.5 + 0.04 * (70 - tenure) + 0.02 * (charges - 70) + (plan == "basic") * 0.8
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pd.DataFrame(
+        {"tenure": tenure, "charges": charges, "plan": plan, "region": region, "churned": churned}
+    )
+    text: str = frame.to_csv(index=False)
+    return text.encode()
+
+
 def _say(title: str) -> None:
-    print(f"\n== {title}")
+    print(f"\n== {title}", flush=True)
 
 
-def run_demo(state_dir: Path) -> int:
-    """Run the demo; returns the process exit status."""
-    _say("object storage: SeaweedFS on 127.0.0.1 (make s3-down stops it)")
-    endpoint = s3_up(state_dir / "s3")
-    print(f"S3 endpoint {endpoint.url}, artifact bucket '{endpoint.bucket}'")
-    with ObjectStore(endpoint.settings()) as store:
-        store.ensure_bucket(DEMO_BUCKET)
-        data = iris_csv()
-        uploaded = store.upload(data, S3Uri.parse(IRIS_URI), content_type="text/csv")
-        print(f"uploaded {uploaded.uri} ({uploaded.size} bytes) sha256 {uploaded.sha256}")
-        target = state_dir / "iris-roundtrip.csv"
-        downloaded = store.download_verified(uploaded.uri, target, uploaded.sha256)
-        print(f"downloaded and verified {downloaded.size} bytes -> {target}")
+class _Kubectl:
+    def __init__(self, cluster: LocalCluster) -> None:
+        self._cluster = cluster
 
-    _say("local Kubernetes v1.37 (first run builds it from Go modules: about 10 minutes)")
-    cluster = LocalCluster(ClusterConfig(state_dir=state_dir / "cluster"))
-    info = cluster.up()
-    print(f"cluster ready at {info.server} ({info.started_in_seconds:.1f}s)")
-
-    def kubectl(*args: str) -> str:
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(  # noqa: S603 - our kubectl, our arguments
-            cluster.kubectl_command(*args), capture_output=True, text=True, check=False
+            self._cluster.kubectl_command(*args),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return (result.stdout + result.stderr).rstrip()
 
-    print(kubectl("get", "nodes", "-o", "wide"))
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json"))
 
+
+def _start_operator(state_dir: Path, kubeconfig: Path, endpoint: S3Endpoint, kubeloop: Path) -> int:
+    """Start ``kubeloop operator`` detached (reusing a running one); return its pid."""
+    pid_file = state_dir / "operator.pid"
+    if pid_file.exists():
+        pid = int(pid_file.read_text().split()[0])
+        try:
+            os.kill(pid, 0)
+            return pid
+        except ProcessLookupError:
+            pid_file.unlink()
+    env = {
+        **os.environ,
+        **endpoint.env(),
+        "KUBECONFIG": str(kubeconfig),
+        "KUBELOOP_NAMESPACES": json.dumps([DEMO_NAMESPACE]),
+        "KUBELOOP_WORKLOAD_COMMAND": json.dumps([str(kubeloop)]),
+        "KUBELOOP_WORKLOAD_S3_ENDPOINT": endpoint.url,
+        "KUBELOOP_ARTIFACT_BUCKET": endpoint.bucket,
+        "KUBELOOP_METRICS_PORT": "0",
+    }
+    with (state_dir / "operator.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kubeloop", "operator"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop_operator(state_dir: Path) -> bool:
+    """Stop the demo's operator, if it runs."""
+    pid_file = state_dir / "operator.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    pid_file.unlink()
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _show_examples(kubectl: _Kubectl) -> None:
     _say("CRDs generated from the models (crds/), installed and Established")
     print(kubectl("apply", "--server-side", "--force-conflicts", "-f", str(_REPO / "crds")))
     print(
@@ -75,16 +140,16 @@ def run_demo(state_dir: Path) -> int:
             "wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=kubeloop"
         )
     )
-
-    _say(f"examples/ applied with kubectl into namespace {DEMO_NAMESPACE}")
-    kubectl("create", "namespace", DEMO_NAMESPACE)
-    print(kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(_REPO / "examples")))
-    print(kubectl("get", "kubeloop", "-A"))
-
+    _say(
+        f"examples/ applied with kubectl into namespace {EXAMPLES_NAMESPACE} (not watched by the demo operator)"
+    )
+    kubectl("create", "namespace", EXAMPLES_NAMESPACE)
+    print(kubectl("apply", "-n", EXAMPLES_NAMESPACE, "-f", str(_REPO / "examples")))
+    print(kubectl("get", "kubeloop", "-n", EXAMPLES_NAMESPACE))
     _say("bad input is refused by the API server itself (tests/samples/invalid/)")
     samples = sorted((_REPO / "tests" / "samples" / "invalid").glob("*.yaml"))
     for path in samples[:: max(1, len(samples) // 5)][:5]:
-        answer = kubectl("apply", "--dry-run=server", "-n", DEMO_NAMESPACE, "-f", str(path))
+        answer = kubectl("apply", "--dry-run=server", "-n", EXAMPLES_NAMESPACE, "-f", str(path))
         lines = [
             line
             for line in answer.splitlines()
@@ -93,18 +158,153 @@ def run_demo(state_dir: Path) -> int:
         print(f"  {path.name}:\n    " + "\n    ".join(line[:200] for line in lines[:2]))
     print(f"  ... {len(samples)} invalid samples in the catalogue, each refused with its message")
 
-    failures = 0
-    for path in sorted((_REPO / "examples").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document:
-                try:
-                    validate_manifest(document)
-                except ManifestError as error:
-                    failures += 1
-                    print(f"  example {path.name} fails offline validation: {error}")
+
+def _manifests() -> list[dict[str, Any]]:
+    dataset = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "churn"},
+        "spec": {
+            "source": {"uri": CHURN_URI},
+            "target": "churned",
+            "sliceColumns": ["region"],
+            "validation": {"minRows": 500, "maxMissingFraction": 0.05},
+        },
+    }
+    run = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": "churn-search"},
+        "spec": {
+            "datasetRef": {"name": "churn"},
+            "modelName": "churn",
+            "estimator": {"name": "RandomForestClassifier", "params": {"class_weight": "balanced"}},
+            "search": {
+                "strategy": "random",
+                "trials": 6,
+                "parallelism": 2,
+                "metric": "f1",
+                "space": {
+                    "n_estimators": {"range": {"min": 20, "max": 80, "integer": True}},
+                    "max_depth": {"values": [3, 5, 8]},
+                },
+            },
+            "gates": {"thresholds": [{"metric": "roc_auc", "min": 0.6}]},
+        },
+    }
+    return [dataset, run]
+
+
+def _wait_for_model(kubectl: _Kubectl) -> dict[str, Any] | None:
+    deadline = time.monotonic() + _WAIT_SECONDS
+    last = ""
+    while time.monotonic() < deadline:
+        dataset = kubectl.json("get", "datasets.kubeloop.io", "churn", "-n", DEMO_NAMESPACE).get(
+            "status", {}
+        )
+        run = kubectl.json("get", "trainingruns", "churn-search", "-n", DEMO_NAMESPACE).get(
+            "status", {}
+        )
+        trials = run.get("trials") or {}
+        line = (
+            f"  Dataset {dataset.get('phase', 'Pending')}, TrainingRun {run.get('phase', 'Pending')}: "
+            f"{trials.get('succeeded', 0)}/{trials.get('total', '?')} trials done, "
+            f"{trials.get('active', 0)} running"
+        )
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if run.get("phase") == "Failed" or dataset.get("phase") == "Invalid":
+            print(f"  stopped: {run.get('message') or dataset.get('message')}")
+            return None
+        if run.get("modelVersion"):
+            finished: dict[str, Any] = run
+            return finished
+        time.sleep(3)
+    print(f"  gave up after {_WAIT_SECONDS}s: see .run/operator.log")
+    return None
+
+
+def run_demo(state_dir: Path) -> int:
+    """Run the demo; returns the process exit status."""
+    _say("local Kubernetes v1.37 (first run builds it from Go modules: about 10 minutes)")
+    cluster = LocalCluster(ClusterConfig(state_dir=state_dir / "cluster"))
+    info = cluster.up()
+    print(f"cluster ready at {info.server} ({info.started_in_seconds:.1f}s)")
+    kubectl = _Kubectl(cluster)
+    print(kubectl("get", "nodes", "-o", "wide"))
+    _show_examples(kubectl)
+
+    _say("object storage: SeaweedFS on the cluster bridge, so pods reach it")
+    endpoint = s3_up(state_dir / "s3-cluster", bind_ip=ClusterConfig(state_dir=state_dir).bridge_ip)
+    with ObjectStore(endpoint.settings()) as store:
+        store.ensure_bucket(DEMO_BUCKET)
+        uploaded = store.upload(churn_csv(), S3Uri.parse(CHURN_URI), content_type="text/csv")
+        print(
+            f"S3 at {endpoint.url}; uploaded {uploaded.uri} ({uploaded.size} bytes, sha256 {uploaded.sha256[:16]}…)"
+        )
+
+    _say("workload runtime for the process node (first run: about 40 s) and the operator")
+    kubeloop = ensure_runtime()
+    kubectl("create", "namespace", DEMO_NAMESPACE)
+    kubectl(
+        "label",
+        "namespace",
+        DEMO_NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "--overwrite",
+    )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kubeloop-s3"},
+        "stringData": {
+            "accessKey": endpoint.access_key,
+            "secretKey": endpoint.secret_key.get_secret_value(),
+        },
+    }
+    kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-", stdin=yaml.safe_dump(secret))
+    pid = _start_operator(state_dir, info.kubeconfig, endpoint, kubeloop)
+    print(
+        f"kubeloop operator running (pid {pid}, log {state_dir / 'operator.log'}), watching {DEMO_NAMESPACE}"
+    )
+
+    _say("a Dataset and a TrainingRun (random search, 6 trials, 2 at a time, one Indexed Job)")
+    for manifest in _manifests():
+        print(kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-", stdin=yaml.safe_dump(manifest)))
+    run = _wait_for_model(kubectl)
+    if run is None:
+        return 1
+
+    _say("the result")
+    print(kubectl("get", "datasets.kubeloop.io,trainingruns,modelversions", "-n", DEMO_NAMESPACE))
+    print("\ntrials (validation f1):")
+    for trial in run.get("trialResults", []):
+        marker = "  <- best" if trial["index"] == run.get("bestTrial") else ""
+        print(f"  {trial['index']}: {trial['params']}  f1={trial.get('score')}{marker}")
+    name = run["modelVersion"]
+    time.sleep(2)
+    mv = kubectl.json("get", "modelversions", name, "-n", DEMO_NAMESPACE)
+    status = mv.get("status", {})
+    print(f"\nModelVersion {name}: {status.get('phase')} ({status.get('message')})")
+    metrics = mv["spec"]["metrics"]
+    print(
+        "  test metrics: "
+        + ", ".join(
+            f"{k}={metrics[k]:.3f}"
+            for k in sorted(metrics)
+            if k in {"accuracy", "f1", "roc_auc", "log_loss", "precision", "recall"}
+        )
+    )
+    artifact = mv["spec"]["artifact"]
+    print(f"  artifact {artifact['uri']} sha256 {artifact['sha256']}")
+    report = artifact["uri"].rsplit("/", 1)[0] + "/report.html"
+    local = state_dir / "demo-report.html"
+    with ObjectStore(endpoint.settings()) as store:
+        store.download(S3Uri.parse(report), local)
+    print(f"  report {report}\n  (a copy to open in a browser: {local})")
     print(
         f"\nkubectl: export KUBECONFIG={info.kubeconfig}; {info.kubectl} get kubeloop -A\n"
-        "Stop everything with: make cluster-down s3-down\n"
-        "Next milestones extend this demo: the controllers, the trainer and serving."
+        "Stop everything with: make cluster-down s3-down (the cluster-down also stops the demo operator)"
     )
-    return 1 if failures else 0
+    return 0
