@@ -42,6 +42,18 @@ class OperatorSettings(BaseSettings):
         description="Secret (in each watched namespace) with accessKey and secretKey for workloads.",
     )
     s3_region: str = Field(default="us-east-1", description="S3 region.")
+    webhook_host: str | None = Field(
+        default=None,
+        description="Address the API server calls for admission webhooks; unset turns them off.",
+    )
+    webhook_port: int = Field(
+        default=9443, ge=1, le=65535, description="Port of the webhook server."
+    )
+    webhook_certfile: str | None = Field(default=None, description="Serving certificate (PEM).")
+    webhook_keyfile: str | None = Field(default=None, description="Its private key (PEM).")
+    webhook_cafile: str | None = Field(
+        default=None, description="CA that signed the certificate (the API server's caBundle)."
+    )
     metrics_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of /metrics; 0 turns it off."
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -25,6 +26,7 @@ from tests.cluster.conftest import REPO, Kubectl, wait_until
 
 from kubeloop.devenv.cluster import ClusterInfo
 from kubeloop.devenv.demo import churn_csv, iris_csv
+from kubeloop.devenv.pki import ClusterPKI
 from kubeloop.devenv.runtime import ensure_runtime
 from kubeloop.devenv.seaweedfs import S3Endpoint, SeaweedFS
 from kubeloop.storage import ObjectStore, S3Uri
@@ -103,6 +105,17 @@ def operator_namespace(
         what="the default ServiceAccount",
     )
     kubeloop = ensure_runtime()
+    # The API server calls the operator's admission webhooks on the bridge, with a serving
+    # certificate from the cluster's own CA.
+    webhook = ClusterPKI(cluster.state_dir / "pki").serving(
+        "operator-webhook",
+        "kubeloop-operator",
+        dns_names=("kubeloop-operator",),
+        ip_addresses=("10.88.0.1",),
+    )
+    with socket.socket() as probe:
+        probe.bind(("10.88.0.1", 0))
+        webhook_port = probe.getsockname()[1]
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),
@@ -112,12 +125,20 @@ def operator_namespace(
         "KUBELOOP_ARTIFACT_BUCKET": s3.bucket,
         "KUBELOOP_METRICS_PORT": "0",
         **s3.env(),  # the operator's own S3 access: it reads signatures and digests
+        "KUBELOOP_WEBHOOK_HOST": "10.88.0.1",
+        "KUBELOOP_WEBHOOK_PORT": str(webhook_port),
+        "KUBELOOP_WEBHOOK_CERTFILE": str(webhook.cert),
+        "KUBELOOP_WEBHOOK_KEYFILE": str(webhook.key),
+        "KUBELOOP_WEBHOOK_CAFILE": str(cluster.ca_cert),
     }
     operator = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log")
     operator.start()
     OPERATORS[namespace] = operator
     yield namespace
     operator.stop()
+    # The webhooks point at this operator only: do not leave them to block later changes.
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        kubectl.run("delete", kind, "kubeloop.io", "--ignore-not-found")
     kubectl.run("delete", "namespace", namespace, "--wait=false")
 
 
@@ -383,6 +404,21 @@ def test_gates_reject_with_numbers_and_promotion_archives_the_previous_productio
     assert gate["observed"] == pytest.approx(rejected["spec"]["metrics"]["f1"])
     assert "misses >= 0.99" in rejected["status"]["message"]
 
+    # The admission webhook refuses to promote a Rejected version, in the user's terminal.
+    refused = kubectl.run(
+        "patch",
+        "modelversion",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"stage":"Production"}}',
+    )
+    assert refused.returncode != 0
+    assert "churn-v2 is Rejected, not Validated" in refused.stderr, refused.stderr
+    assert _mv(kubectl, namespace, name)["spec"]["stage"] == "None"
+
     kubectl.ok(
         "patch",
         "modelversion",
@@ -429,7 +465,8 @@ def test_gates_reject_with_numbers_and_promotion_archives_the_previous_productio
         what="stage history of churn-v3",
     )
     assert history[-1]["stage"] == "Production" and history[-1]["previous"] == "None"
-    assert history[-1]["changedBy"] == "kubectl-patch"
+    # The user as the API server authenticated them (the admin client certificate's CN).
+    assert history[-1]["changedBy"] == "kubeloop-admin"
     assert archived["status"]["stage"] in ("Production", "Archived")
     productions = [
         mv["metadata"]["name"]

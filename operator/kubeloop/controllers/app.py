@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from kubeloop import API_GROUP
-from kubeloop.controllers import dataset, modelversion, trainingrun
+from kubeloop.controllers import admission, dataset, modelversion, trainingrun
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
 from kubeloop.storage import ObjectStore, S3Settings
@@ -49,6 +49,8 @@ def run(settings: OperatorSettings) -> int:
     )
     adapter = KubernetesAdapter(_load_client())
 
+    operator_settings = settings
+
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
@@ -57,10 +59,27 @@ def run(settings: OperatorSettings) -> int:
         )
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
+        if operator_settings.webhook_host:
+            # The API server calls us directly; Kopf keeps the webhook configurations in step.
+            settings.admission.server = kopf.WebhookServer(
+                addr=operator_settings.webhook_host,
+                port=operator_settings.webhook_port,
+                host=operator_settings.webhook_host,
+                certfile=operator_settings.webhook_certfile,
+                pkeyfile=operator_settings.webhook_keyfile,
+                cafile=operator_settings.webhook_cafile,
+            )
+            settings.admission.managed = API_GROUP
 
     dataset.register(settings, adapter)
     trainingrun.register(settings, adapter, _object_store())
     modelversion.register(adapter)
+    if settings.webhook_host:
+        admission.register()
+    else:
+        logging.getLogger("kubeloop").warning(
+            "KUBELOOP_WEBHOOK_HOST is not set: stage rules are not enforced at admission"
+        )
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     kopf.run(

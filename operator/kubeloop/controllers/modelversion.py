@@ -17,6 +17,7 @@ import kopf
 
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.modelversion import ModelVersion, ModelVersionStatus, StageChange
+from kubeloop.controllers.admission import CHANGED_BY, OVERRIDE
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.status.modelversion import gates_evaluated
 
@@ -81,7 +82,11 @@ def register(adapter: KubernetesAdapter) -> None:
             stage=new or "None",
             previous=old or "None",
             changed_at=_now(),
-            changed_by=_stage_manager(dict(body)),
+            changed_by=(body.metadata.annotations or {}).get(CHANGED_BY)
+            or _stage_manager(dict(body)),
+            reason=(body.metadata.annotations or {}).get(OVERRIDE, "")
+            if new == "Production"
+            else "",
         )
         patch.status["stage"] = change.stage
         patch.status["stageHistory"] = [

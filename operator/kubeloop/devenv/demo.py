@@ -26,6 +26,7 @@ import yaml
 from sklearn.datasets import load_iris
 
 from kubeloop.devenv.cluster import ClusterConfig, LocalCluster
+from kubeloop.devenv.pki import ClusterPKI
 from kubeloop.devenv.runtime import ensure_runtime
 from kubeloop.devenv.seaweedfs import S3Endpoint, s3_up
 from kubeloop.storage import ObjectStore, S3Uri
@@ -105,6 +106,7 @@ def _start_operator(state_dir: Path, kubeconfig: Path, endpoint: S3Endpoint, kub
         "KUBELOOP_WORKLOAD_S3_ENDPOINT": endpoint.url,
         "KUBELOOP_ARTIFACT_BUCKET": endpoint.bucket,
         "KUBELOOP_METRICS_PORT": "0",
+        **_webhook_env(state_dir),
     }
     with (state_dir / "operator.log").open("ab") as log:
         process = subprocess.Popen(
@@ -116,6 +118,25 @@ def _start_operator(state_dir: Path, kubeconfig: Path, endpoint: S3Endpoint, kub
         )
     pid_file.write_text(f"{process.pid}\n")
     return process.pid
+
+
+def _webhook_env(state_dir: Path) -> dict[str, str]:
+    """The admission webhook on the bridge, with a certificate from the cluster's CA."""
+    config = ClusterConfig(state_dir=state_dir / "cluster")
+    pki = ClusterPKI(config.state_dir / "pki")
+    pair = pki.serving(
+        "operator-webhook",
+        "kubeloop-operator",
+        dns_names=("kubeloop-operator",),
+        ip_addresses=(config.bridge_ip,),
+    )
+    return {
+        "KUBELOOP_WEBHOOK_HOST": config.bridge_ip,
+        "KUBELOOP_WEBHOOK_PORT": "9443",
+        "KUBELOOP_WEBHOOK_CERTFILE": str(pair.cert),
+        "KUBELOOP_WEBHOOK_KEYFILE": str(pair.key),
+        "KUBELOOP_WEBHOOK_CAFILE": str(pki.ca.cert),
+    }
 
 
 def stop_operator(state_dir: Path) -> bool:
