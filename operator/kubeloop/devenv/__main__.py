@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     run_profile_benchmark(args.dir / "bench-profile")
     run_trainer_benchmark(args.dir / "bench-trainer")
     run_cluster_benchmarks(args.dir / "cluster", pods=args.pods)
+    from kubeloop.devenv.bench_operator import run_operator_benchmark  # noqa: PLC0415
+
+    run_operator_benchmark(args.dir)
     return status
 
 
