@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,15 @@ class OperatorProcess:
 OPERATORS: dict[str, OperatorProcess] = {}
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+METRICS_PORT = _free_port()
+
+
 @pytest.fixture(scope="module")
 def operator_namespace(
     cluster: ClusterInfo,
@@ -123,7 +133,7 @@ def operator_namespace(
         "KUBELOOP_WORKLOAD_COMMAND": json.dumps([str(kubeloop)]),
         "KUBELOOP_WORKLOAD_S3_ENDPOINT": s3.url,
         "KUBELOOP_ARTIFACT_BUCKET": s3.bucket,
-        "KUBELOOP_METRICS_PORT": "0",
+        "KUBELOOP_METRICS_PORT": str(METRICS_PORT),
         **s3.env(),  # the operator's own S3 access: it reads signatures and digests
         "KUBELOOP_WEBHOOK_HOST": "10.88.0.1",
         "KUBELOOP_WEBHOOK_PORT": str(webhook_port),
@@ -518,3 +528,27 @@ def test_operator_killed_mid_training_makes_exactly_one_job_and_one_model_versio
         "get", "modelversions", "-n", namespace, "-l", "kubeloop.io/trainingrun=churn-restart"
     )
     assert [mv["metadata"]["name"] for mv in versions["items"]] == [done["modelVersion"]]
+
+
+def test_operator_metrics_count_reconciles_and_objects_by_phase(operator_namespace: str) -> None:
+    text = wait_until(
+        _metrics_text,
+        timeout=30,
+        what="the operator's /metrics",
+    )
+    assert (
+        'kubeloop_reconcile_total{handler="start_training",kind="TrainingRun",result="ok"}' in text
+    )
+    assert 'kubeloop_reconcile_duration_seconds_count{kind="Dataset"}' in text
+    assert 'kubeloop_objects{kind="TrainingRun",phase="Succeeded"}' in text
+    assert 'kubeloop_objects{kind="ModelVersion",phase="Rejected"} 1.0' in text
+
+
+def _metrics_text() -> str:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=2
+        ) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""

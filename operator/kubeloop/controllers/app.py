@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from kubeloop import API_GROUP
-from kubeloop.controllers import admission, dataset, modelversion, trainingrun
+from kubeloop.controllers import admission, dataset, metrics, modelversion, trainingrun
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
 from kubeloop.storage import ObjectStore, S3Settings
@@ -71,9 +71,11 @@ def run(settings: OperatorSettings) -> int:
             )
             settings.admission.managed = API_GROUP
 
-    dataset.register(settings, adapter)
-    trainingrun.register(settings, adapter, _object_store())
-    modelversion.register(adapter)
+    operator_metrics = metrics.OperatorMetrics()
+    metrics.register(operator_metrics)
+    dataset.register(settings, adapter, operator_metrics)
+    trainingrun.register(settings, adapter, _object_store(), operator_metrics)
+    modelversion.register(adapter, operator_metrics)
     if settings.webhook_host:
         admission.register()
     else:
@@ -81,7 +83,9 @@ def run(settings: OperatorSettings) -> int:
             "KUBELOOP_WEBHOOK_HOST is not set: stage rules are not enforced at admission"
         )
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(
+            settings.metrics_port, addr="127.0.0.1", registry=operator_metrics.registry
+        )
     kopf.run(
         standalone=True,
         clusterwide=not settings.namespaces,

@@ -17,6 +17,7 @@ import kopf
 
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.dataset import Dataset, DatasetStatus
+from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.data.models import ProfileRequest
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.common import Owner
@@ -40,13 +41,16 @@ def _job_outcome(job: dict[str, Any]) -> str | None:
     return None
 
 
-def register(settings: OperatorSettings, adapter: KubernetesAdapter) -> None:
+def register(
+    settings: OperatorSettings, adapter: KubernetesAdapter, metrics: OperatorMetrics
+) -> None:
     """Register the Dataset handlers with Kopf."""
     workloads = settings.workloads()
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
     @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
     @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
+    @metrics.instrumented("Dataset")
     def reconcile_dataset(body: kopf.Body, patch: kopf.Patch, logger: Logger, **_: Any) -> None:
         dataset = Dataset.model_validate(dict(body))
         name, namespace = str(body.metadata.name), str(body.metadata.namespace)
@@ -81,6 +85,7 @@ def register(settings: OperatorSettings, adapter: KubernetesAdapter) -> None:
             "app.kubernetes.io/managed-by": "kubeloop",
         },
     )
+    @metrics.instrumented("Dataset")
     def profile_job_event(body: kopf.Body, logger: Logger, **_: Any) -> None:
         outcome = _job_outcome(dict(body))
         if outcome is None:

@@ -18,6 +18,7 @@ import kopf
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.modelversion import ModelVersion, ModelVersionStatus, StageChange
 from kubeloop.controllers.admission import CHANGED_BY, OVERRIDE
+from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.status.modelversion import gates_evaluated
 
@@ -39,11 +40,12 @@ def _stage_manager(body: dict[str, Any]) -> str:
     return ""
 
 
-def register(adapter: KubernetesAdapter) -> None:
+def register(adapter: KubernetesAdapter, metrics: OperatorMetrics) -> None:
     """Register the ModelVersion handlers with Kopf."""
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
     @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
+    @metrics.instrumented("ModelVersion")
     def evaluate_gates(body: kopf.Body, patch: kopf.Patch, logger: Logger, **_: Any) -> None:
         version = ModelVersion.model_validate(dict(body))
         status = version.status or ModelVersionStatus()
@@ -73,6 +75,7 @@ def register(adapter: KubernetesAdapter) -> None:
         )
 
     @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec.stage")
+    @metrics.instrumented("ModelVersion")
     def stage_changed(
         body: kopf.Body, patch: kopf.Patch, old: Any, new: Any, logger: Logger, **_: Any
     ) -> None:

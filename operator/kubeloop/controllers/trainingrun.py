@@ -20,6 +20,7 @@ from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.dataset import Dataset
 from kubeloop.api.modelversion import Signature
 from kubeloop.api.trainingrun import TrainingRun, TrainingRunStatus
+from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.common import Owner
 from kubeloop.resources.modelversion import MODEL_FILE, build_model_version, model_version_name
@@ -177,13 +178,17 @@ def register_model_version(
 
 
 def register(
-    settings: OperatorSettings, adapter: KubernetesAdapter, store: ObjectStore | None
+    settings: OperatorSettings,
+    adapter: KubernetesAdapter,
+    store: ObjectStore | None,
+    metrics: OperatorMetrics,
 ) -> None:
     """Register the TrainingRun handlers with Kopf."""
     workloads = settings.workloads()
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
     @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
+    @metrics.instrumented("TrainingRun")
     def start_training(body: kopf.Body, patch: kopf.Patch, logger: Logger, **_: Any) -> None:
         run = TrainingRun.model_validate(dict(body))
         status = run.status or TrainingRunStatus()
@@ -232,10 +237,12 @@ def register(
                 message=f"Job {job_name}: {trials} trial(s) on {dataset.metadata.name}@{version[:19]}",
             )
 
-    _register_progress(adapter, store, settings.workload_image)
+    _register_progress(adapter, store, settings.workload_image, metrics)
 
 
-def _register_progress(adapter: KubernetesAdapter, store: ObjectStore | None, image: str) -> None:
+def _register_progress(
+    adapter: KubernetesAdapter, store: ObjectStore | None, image: str, metrics: OperatorMetrics
+) -> None:
     @kopf.on.event(
         "batch",
         "v1",
@@ -245,6 +252,7 @@ def _register_progress(adapter: KubernetesAdapter, store: ObjectStore | None, im
             "app.kubernetes.io/managed-by": "kubeloop",
         },
     )
+    @metrics.instrumented("TrainingRun")
     def training_job_event(body: kopf.Body, logger: Logger, **_: Any) -> None:
         namespace, job_name = str(body.metadata.namespace), str(body.metadata.name)
         run_name = body.metadata.labels.get(f"{API_GROUP}/trainingrun")
@@ -296,6 +304,7 @@ def _register_progress(adapter: KubernetesAdapter, store: ObjectStore | None, im
             )
 
     @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=15, idle=15)
+    @metrics.instrumented("TrainingRun")
     def retry_model_registration(body: kopf.Body, logger: Logger, **_: Any) -> None:
         run = TrainingRun.model_validate(dict(body))
         status = run.status
