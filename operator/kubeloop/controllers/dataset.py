@@ -8,15 +8,14 @@ profiler's own result) is turned into the status by :func:`kubeloop.status.datas
 
 from __future__ import annotations
 
-import datetime
 import json
-import logging
 from typing import Any, cast
 
 import kopf
 
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.dataset import Dataset, DatasetStatus
+from kubeloop.controllers.common import Logger, job_outcome, now, on_owned_job
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.data.models import ProfileRequest
 from kubeloop.k8s import KubernetesAdapter
@@ -26,19 +25,6 @@ from kubeloop.settings import OperatorSettings
 from kubeloop.status.dataset import profiling_finished, profiling_started
 
 PLURAL = "datasets"
-Logger = logging.Logger | logging.LoggerAdapter[Any]
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _job_outcome(job: dict[str, Any]) -> str | None:
-    """``Complete`` or ``Failed`` once the Job has finished, else None."""
-    for condition in job.get("status", {}).get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            return str(condition["type"])
-    return None
 
 
 def register(
@@ -71,23 +57,15 @@ def register(
         job = build_profile_job(owner, f"g{generation}", request.to_wire(), workloads)
         created = adapter.create_job_if_absent(job)
         logger.info("profiling Job %s %s", job_name, "created" if created else "already existed")
-        started = profiling_started(status, job=job_name, now=_now(), generation=generation)
+        started = profiling_started(status, job=job_name, now=now(), generation=generation)
         patch.status.update(started.to_wire())
         if created:
             kopf.info(body, reason="Profiling", message=f"profiling Job {job_name} started")
 
-    @kopf.on.event(
-        "batch",
-        "v1",
-        "jobs",
-        labels={
-            "app.kubernetes.io/component": COMPONENT,
-            "app.kubernetes.io/managed-by": "kubeloop",
-        },
-    )
+    @on_owned_job(COMPONENT)
     @metrics.instrumented("Dataset")
     def profile_job_event(body: kopf.Body, logger: Logger, **_: Any) -> None:
-        outcome = _job_outcome(dict(body))
+        outcome = job_outcome(dict(body.get("status") or {}))
         if outcome is None:
             return
         namespace, job_name = str(body.metadata.namespace), str(body.metadata.name)
@@ -110,7 +88,7 @@ def register(
         ):
             return  # this answer is already in the status (a later event of the same Job)
         finished = profiling_finished(
-            status, result, now=_now(), generation=current["metadata"].get("generation")
+            status, result, now=now(), generation=current["metadata"].get("generation")
         )
         adapter.patch_status(PLURAL, namespace, dataset_name, finished.to_wire())
         reason = "Ready" if result.get("ok") else str(result.get("reason", "ProfilingFailed"))

@@ -9,8 +9,6 @@ made them (the admission webhook that records the requesting user comes next).
 
 from __future__ import annotations
 
-import datetime
-import logging
 from typing import Any, cast
 
 import kopf
@@ -18,17 +16,13 @@ import kopf
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.modelversion import ModelVersion, ModelVersionStatus, StageChange
 from kubeloop.controllers.admission import CHANGED_BY, OVERRIDE
+from kubeloop.controllers.common import Logger, now
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.status.modelversion import gates_evaluated
 
 PLURAL = "modelversions"
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 _HISTORY = 50
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _stage_manager(body: dict[str, Any]) -> str:
@@ -64,7 +58,7 @@ def register(adapter: KubernetesAdapter, metrics: OperatorMetrics) -> None:
             None,
         )
         evaluated = gates_evaluated(
-            status, version.spec, champion, now=_now(), generation=body.metadata.get("generation")
+            status, version.spec, champion, now=now(), generation=body.metadata.get("generation")
         )
         evaluated.stage = version.spec.stage
         patch.status.update(evaluated.to_wire())
@@ -84,7 +78,7 @@ def register(adapter: KubernetesAdapter, metrics: OperatorMetrics) -> None:
         change = StageChange(
             stage=new or "None",
             previous=old or "None",
-            changed_at=_now(),
+            changed_at=now(),
             changed_by=(body.metadata.annotations or {}).get(CHANGED_BY)
             or _stage_manager(dict(body)),
             reason=(body.metadata.annotations or {}).get(OVERRIDE, "")

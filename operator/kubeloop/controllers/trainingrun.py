@@ -8,10 +8,8 @@ the trainer pods' own termination messages, so a failed run says what the traine
 
 from __future__ import annotations
 
-import datetime
 import io
 import json
-import logging
 from typing import Any, cast
 
 import kopf
@@ -20,6 +18,7 @@ from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.dataset import Dataset
 from kubeloop.api.modelversion import Signature
 from kubeloop.api.trainingrun import TrainingRun, TrainingRunStatus
+from kubeloop.controllers.common import Logger, job_outcome, now, on_owned_job
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.common import Owner
@@ -34,12 +33,7 @@ from kubeloop.trainer.search import trial_count
 PLURAL = "trainingruns"
 MODEL_VERSIONS = "modelversions"
 _VERSION_ATTEMPTS = 5
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 _TERMINAL = ("Succeeded", "Failed")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _primary_metric(run: TrainingRun) -> str:
@@ -63,14 +57,7 @@ def _answers(messages: dict[int, str]) -> dict[int, dict[str, Any]]:
 
 def _job_progress(job_status: dict[str, Any]) -> JobProgress:
     conditions = job_status.get("conditions") or []
-    outcome = next(
-        (
-            str(c["type"])
-            for c in conditions
-            if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-        ),
-        None,
-    )
+    outcome = job_outcome(job_status)
     failed_message = next(
         (str(c.get("message", "")) for c in conditions if c.get("type") == "Failed"), ""
     )
@@ -226,7 +213,7 @@ def register(
             dataset_version=version,
             trials=trials,
             metric=_primary_metric(run),
-            now=_now(),
+            now=now(),
             generation=body.metadata.get("generation"),
         )
         patch.status.update(started.to_wire())
@@ -243,15 +230,7 @@ def register(
 def _register_progress(
     adapter: KubernetesAdapter, store: ObjectStore | None, image: str, metrics: OperatorMetrics
 ) -> None:
-    @kopf.on.event(
-        "batch",
-        "v1",
-        "jobs",
-        labels={
-            "app.kubernetes.io/component": COMPONENT,
-            "app.kubernetes.io/managed-by": "kubeloop",
-        },
-    )
+    @on_owned_job(COMPONENT)
     @metrics.instrumented("TrainingRun")
     def training_job_event(body: kopf.Body, logger: Logger, **_: Any) -> None:
         namespace, job_name = str(body.metadata.namespace), str(body.metadata.name)
@@ -276,7 +255,7 @@ def _register_progress(
             answers=answers,
             progress=progress,
             direction=direction,
-            now=_now(),
+            now=now(),
             generation=current["metadata"].get("generation"),
         )
         if observed.phase == "Succeeded":
