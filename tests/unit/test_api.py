@@ -146,3 +146,31 @@ def test_object_defaults_are_complete_and_valid() -> None:
         assert isinstance(annotation, type) and issubclass(annotation, KubeloopModel)
         parsed = annotation.model_validate(default)
         assert parsed.to_wire() == default  # nothing left for nested defaulting to fill
+
+
+def test_latency_and_fairness_gates_fit_every_task() -> None:
+    spec = TrainingRunSpec.model_validate(
+        {
+            "datasetRef": {"name": "houses"},
+            "modelName": "houses",
+            "estimator": {"name": "Ridge"},
+            "gates": {
+                "thresholds": [
+                    {"metric": "latency_p99_ms", "max": 5},
+                    {"metric": "rmse", "max": 30000},
+                ]
+            },
+        }
+    )
+    assert [t.metric for t in spec.gates.thresholds] == ["latency_p99_ms", "rmse"]
+    with pytest.raises(
+        ValueError, match=r"gates\.thresholds must use metrics of the estimator's task"
+    ):
+        TrainingRunSpec.model_validate(
+            {
+                "datasetRef": {"name": "houses"},
+                "modelName": "houses",
+                "estimator": {"name": "Ridge"},
+                "gates": {"thresholds": [{"metric": "f1", "min": 0.5}]},
+            }
+        )

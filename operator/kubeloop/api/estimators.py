@@ -29,9 +29,21 @@ EstimatorName = Literal[
 ClassificationMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"]
 RegressionMetric = Literal["rmse", "mae", "r2"]
 MetricName = Literal[ClassificationMetric, RegressionMetric]
+# Reported for every task, so any gate may bound them: ONNX single-row latency and the
+# fairness measures over the Dataset's sensitive columns (classification only; a regression
+# run reports none, and a gate on a metric that was not measured fails).
+GeneralMetric = Literal[
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "demographic_parity_difference",
+    "disparate_impact_ratio",
+    "equal_opportunity_difference",
+]
+GateMetric = Literal[MetricName, GeneralMetric]
 
 CLASSIFICATION_METRICS: tuple[str, ...] = get_args(ClassificationMetric)
 REGRESSION_METRICS: tuple[str, ...] = get_args(RegressionMetric)
+GENERAL_METRICS: tuple[str, ...] = get_args(GeneralMetric)
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
 
 
@@ -140,3 +152,8 @@ def cel_is_classifier(name_expr: str) -> str:
 def cel_is_classification_metric(metric_expr: str) -> str:
     """CEL that holds when ``metric_expr`` names a classification metric."""
     return f"({metric_expr} in {_cel_list(CLASSIFICATION_METRICS)})"
+
+
+def cel_is_general_metric(metric_expr: str) -> str:
+    """CEL that holds when ``metric_expr`` names a metric every task reports."""
+    return f"({metric_expr} in {_cel_list(GENERAL_METRICS)})"

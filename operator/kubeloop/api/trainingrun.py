@@ -13,10 +13,13 @@ from pydantic import Field
 
 from kubeloop.api.estimators import (
     ESTIMATORS,
+    GENERAL_METRICS,
     EstimatorName,
+    GateMetric,
     MetricName,
     cel_is_classification_metric,
     cel_is_classifier,
+    cel_is_general_metric,
     cel_param_allowed,
     estimator_task,
     metrics_for,
@@ -185,7 +188,13 @@ class MetricThreshold(KubeloopModel):
         ),
     )
 
-    metric: MetricName = Field(description="Test-set metric, e.g. accuracy, f1, roc_auc, rmse.")
+    metric: GateMetric = Field(
+        description=(
+            "Test-set metric, e.g. accuracy, f1, roc_auc, rmse, or one every task reports: "
+            "latency_p50_ms, latency_p99_ms (single-row ONNX), demographic_parity_difference, "
+            "disparate_impact_ratio, equal_opportunity_difference."
+        )
+    )
     min: float | None = Field(default=None, description="The metric must be at least this.")
     max: float | None = Field(default=None, description="The metric must be at most this.")
 
@@ -287,13 +296,16 @@ class TrainingRunSpec(KubeloopModel):
         ),
         CelRule(
             rule="!has(self.gates) || !has(self.gates.thresholds) || self.gates.thresholds.all(t, "
+            + cel_is_general_metric("t.metric")
+            + " || "
             + cel_is_classifier("self.estimator.name")
             + " == "
             + cel_is_classification_metric("t.metric")
             + ")",
             message="gates.thresholds must use metrics of the estimator's task",
             holds=lambda s: all(
-                t.metric in metrics_for(estimator_task(s.estimator.name))
+                t.metric in GENERAL_METRICS
+                or t.metric in metrics_for(estimator_task(s.estimator.name))
                 for t in s.gates.thresholds
             ),
         ),
