@@ -39,6 +39,20 @@ class KubernetesAdapter:
             raise
         return True
 
+    def job_finished(self, namespace: str, name: str) -> bool:
+        """Whether the Job has finished (Complete or Failed), or no longer exists."""
+        try:
+            job = self._batch.read_namespaced_job_status(name, namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        conditions = json.loads(cast(Any, job).data).get("status", {}).get("conditions") or []
+        return any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in conditions
+        )
+
     def termination_messages(self, namespace: str, job: str) -> list[tuple[str, str]]:
         """``(pod name, message)`` of the Job's terminated containers, newest pod first."""
         response = self._core.list_namespaced_pod(

@@ -552,3 +552,41 @@ def _metrics_text() -> str:
             return str(response.read().decode())
     except OSError:
         return ""
+
+
+def test_refresh_interval_turns_new_content_into_a_new_version(
+    kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint
+) -> None:
+    namespace = operator_namespace
+    uri = f"s3://{DATA_BUCKET}/iris/live.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.upload(iris_csv(), S3Uri.parse(uri), content_type="text/csv")
+    dataset = _dataset(uri)
+    dataset["metadata"]["name"] = "iris-live"
+    dataset["spec"]["refreshInterval"] = "2s"
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(dataset))
+    first = wait_until(
+        lambda: (s := _status_of(kubectl, namespace, "iris-live")).get("phase") == "Ready" and s,
+        timeout=120,
+        what="iris-live Ready",
+    )
+    # New rows at the same key: the next refresh profiles them into a new version.
+    frame = pd.read_csv(io.BytesIO(iris_csv()))
+    grown = pd.concat([frame, frame.head(30)], ignore_index=True)
+    with ObjectStore(s3.settings()) as store:
+        store.upload(grown.to_csv(index=False).encode(), S3Uri.parse(uri), content_type="text/csv")
+    second = wait_until(
+        lambda: (
+            (s := _status_of(kubectl, namespace, "iris-live")).get("version")
+            not in (None, first["version"])
+            and s
+        ),
+        timeout=120,
+        what="a new version of iris-live after its refresh",
+    )
+    assert second["rows"] == 180
+    assert [entry["version"] for entry in second["history"]] == [
+        second["version"],
+        first["version"],
+    ]
+    assert second["refreshCount"] >= 1

@@ -278,6 +278,12 @@ class DatasetStatus(KubeloopModel):
     profile_job: str | None = Field(
         default=None, description="Name of the running or last profiling Job."
     )
+    refresh_count: int = Field(
+        default=0, ge=0, description="Refreshes started because of spec.refreshInterval."
+    )
+    last_refresh: Timestamp | None = Field(
+        default=None, description="When the source was last checked for new content."
+    )
 
 
 class Dataset(KubeloopModel):

@@ -8,6 +8,7 @@ profiler's own result) is turned into the status by :func:`kubeloop.status.datas
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ import kopf
 
 from kubeloop import API_GROUP, API_VERSION
 from kubeloop.api.dataset import Dataset, DatasetStatus
+from kubeloop.api.meta import duration_seconds
 from kubeloop.controllers.common import Logger, job_outcome, now, on_owned_job
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.data.models import ProfileRequest
@@ -25,13 +27,45 @@ from kubeloop.settings import OperatorSettings
 from kubeloop.status.dataset import profiling_finished, profiling_started
 
 PLURAL = "datasets"
+# How often Datasets with spec.refreshInterval are looked at; each refreshes on its own interval.
+REFRESH_TICK_SECONDS = 5.0
+
+
+def _create_profile_job(
+    adapter: KubernetesAdapter,
+    settings: OperatorSettings,
+    *,
+    dataset: Dataset,
+    status: DatasetStatus,
+    attempt: str,
+    uid: str,
+) -> bool:
+    """Create the profiling Job of ``attempt`` unless it exists; True when it was created."""
+    name, namespace = str(dataset.metadata.name), str(dataset.metadata.namespace)
+    request = ProfileRequest(
+        namespace=namespace,
+        dataset=name,
+        spec=dataset.spec,
+        pinned_schema=status.columns or None,
+        previous_version=status.version,
+        bucket=settings.artifact_bucket,
+    )
+    owner = Owner("Dataset", name, namespace, uid)
+    job = build_profile_job(owner, attempt, request.to_wire(), settings.workloads())
+    return adapter.create_job_if_absent(job)
+
+
+def _refresh_due(status: DatasetStatus, interval: str, created: str, now_text: str) -> bool:
+    """Whether ``interval`` has passed since the last check (or the creation)."""
+    since = status.last_refresh or created
+    elapsed = datetime.datetime.fromisoformat(now_text) - datetime.datetime.fromisoformat(since)
+    return elapsed.total_seconds() >= duration_seconds(interval)
 
 
 def register(
     settings: OperatorSettings, adapter: KubernetesAdapter, metrics: OperatorMetrics
 ) -> None:
     """Register the Dataset handlers with Kopf."""
-    workloads = settings.workloads()
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
     @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
@@ -39,23 +73,20 @@ def register(
     @metrics.instrumented("Dataset")
     def reconcile_dataset(body: kopf.Body, patch: kopf.Patch, logger: Logger, **_: Any) -> None:
         dataset = Dataset.model_validate(dict(body))
-        name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+        name = str(body.metadata.name)
         generation = body.metadata.get("generation")
         status = dataset.status or DatasetStatus()
         job_name = profile_job_name(name, f"g{generation}")
         if status.profile_job == job_name:
             return  # this generation's Job exists already; its completion updates the status
-        request = ProfileRequest(
-            namespace=namespace,
-            dataset=name,
-            spec=dataset.spec,
-            pinned_schema=status.columns or None,
-            previous_version=status.version,
-            bucket=settings.artifact_bucket,
+        created = _create_profile_job(
+            adapter,
+            settings,
+            dataset=dataset,
+            status=status,
+            attempt=f"g{generation}",
+            uid=str(body.metadata.uid),
         )
-        owner = Owner("Dataset", name, namespace, str(body.metadata.uid))
-        job = build_profile_job(owner, f"g{generation}", request.to_wire(), workloads)
-        created = adapter.create_job_if_absent(job)
         logger.info("profiling Job %s %s", job_name, "created" if created else "already existed")
         started = profiling_started(status, job=job_name, now=now(), generation=generation)
         patch.status.update(started.to_wire())
@@ -97,6 +128,51 @@ def register(
             kopf.Body(cast(kopf.RawBody, current)), reason=reason, message=finished.message[:1000]
         )
         logger.info("Dataset %s/%s: %s", namespace, dataset_name, finished.message)
+
+    _register_refresh(settings, adapter, metrics)
+
+
+def _register_refresh(
+    settings: OperatorSettings, adapter: KubernetesAdapter, metrics: OperatorMetrics
+) -> None:
+    @kopf.timer(
+        API_GROUP, API_VERSION, PLURAL, interval=REFRESH_TICK_SECONDS, idle=REFRESH_TICK_SECONDS
+    )
+    @metrics.instrumented("Dataset")
+    def refresh_dataset(body: kopf.Body, logger: Logger, **_: Any) -> None:
+        dataset = Dataset.model_validate(dict(body))
+        interval = dataset.spec.refresh_interval
+        status = dataset.status or DatasetStatus()
+        if interval is None or status.profile_job is None:
+            return  # no refresh asked for, or the first profiling has not started
+        current = now()
+        created = str(body.metadata.get("creationTimestamp"))
+        if not _refresh_due(status, interval, created, current):
+            return
+        namespace = str(body.metadata.namespace)
+        if not adapter.job_finished(namespace, status.profile_job):
+            return  # one profiling at a time
+        count = status.refresh_count + 1
+        attempt = f"r{count}"
+        _create_profile_job(
+            adapter,
+            settings,
+            dataset=dataset,
+            status=status,
+            attempt=attempt,
+            uid=str(body.metadata.uid),
+        )
+        refreshed = status.model_copy(
+            update={
+                "profile_job": profile_job_name(str(body.metadata.name), attempt),
+                "refresh_count": count,
+                "last_refresh": current,
+            }
+        )
+        adapter.patch_status(PLURAL, namespace, str(body.metadata.name), refreshed.to_wire())
+        logger.info(
+            "refresh %d of %s: checking the source for new content", count, body.metadata.name
+        )
 
 
 def _parse_result(messages: list[tuple[str, str]], outcome: str, job_name: str) -> dict[str, Any]:
