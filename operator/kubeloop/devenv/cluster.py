@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from kubeloop.devenv.pki import CertPair, ClientIdentity, ClusterPKI
+from kubeloop.devenv.processes import process_running
 
 K8S_VERSION = "v1.37.2"
 _REPO = Path(__file__).resolve().parents[3]
@@ -447,12 +448,12 @@ class LocalCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and _pid_alive(pid):
+            while time.monotonic() < deadline and process_running(pid):
                 time.sleep(0.1)
-            if _pid_alive(pid):
+            if process_running(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-                while _pid_alive(pid):
+                while process_running(pid):
                     time.sleep(0.05)
         self._pid_file(name).unlink(missing_ok=True)
 
@@ -559,21 +560,6 @@ class LocalCluster:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); it is gone for our purposes.
-    try:
-        with Path(f"/proc/{pid}/stat").open() as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _run(argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -39,6 +39,7 @@ from types import TracebackType
 
 from pydantic import SecretStr
 
+from kubeloop.devenv.processes import process_running
 from kubeloop.storage import ObjectStore, S3Settings, StorageError
 
 LOOPBACK = "127.0.0.1"
@@ -370,7 +371,7 @@ class SeaweedFS:
     def _alive(self, pid: int) -> bool:
         if self._process is not None and self._process.pid == pid:
             return self._process.poll() is None
-        return _is_running(pid)
+        return process_running(pid)
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
         if self._process is not None and self._process.pid == pid:
@@ -381,10 +382,10 @@ class SeaweedFS:
             return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _is_running(pid):
+            if not process_running(pid):
                 return True
             time.sleep(0.05)
-        return not _is_running(pid)
+        return not process_running(pid)
 
     def _recorded_pid(self) -> int | None:
         """The pid in the pid file if it still is our weed; a stale pid file is removed."""
@@ -392,7 +393,7 @@ class SeaweedFS:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _is_running(pid) and self._is_our_weed(pid):
+        if process_running(pid) and self._is_our_weed(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -532,25 +533,6 @@ def _try_bind(port: int) -> socket.socket | None:
         sock.close()
         return None
     return sock
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) no longer serves anything. But the main
-    # thread turns zombie before its other threads are done, and those still hold the sockets:
-    # only a zombie without other threads is really gone.
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-        threads = sum(1 for _ in Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        # Without /proc (not Linux) trust kill(); with it, a vanished entry means reaped.
-        return not Path("/proc/self/stat").exists()
-    return status.rsplit(")", 1)[-1].split()[0] != "Z" or threads > 1
 
 
 def _remove_if_stale_socket(path: Path) -> None:
