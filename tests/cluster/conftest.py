@@ -73,6 +73,22 @@ def wait_until(
     pytest.fail(f"timed out after {timeout}s waiting for {what or check}: last value {last!r}")
 
 
+def wait_for_pod_end(
+    kubectl: Kubectl, namespace: str, name: str, *, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until pod ``name`` has Succeeded or Failed; return its status."""
+    status: dict[str, Any] = wait_until(
+        lambda: (
+            (s := kubectl.json("get", "pod", name, "-n", namespace)["status"]).get("phase")
+            in ("Succeeded", "Failed")
+            and s
+        ),
+        timeout=timeout,
+        what=f"pod {name} to finish",
+    )
+    return status
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[ClusterInfo]:
     local = LocalCluster(ClusterConfig(state_dir=STATE_DIR))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.cluster.conftest import Kubectl, wait_until
+from tests.cluster.conftest import Kubectl, wait_for_pod_end, wait_until
 
 from kubeloop.devenv.cluster import ClusterInfo
 
@@ -261,14 +261,8 @@ def test_processes_run_as_the_requested_user(kubectl: Kubectl, namespace: str) -
             },
         },
     )
-    wait_until(
-        lambda: (
-            kubectl.json("get", "pod", "whoami", "-n", namespace)["status"].get("phase")
-            == "Succeeded"
-        ),
-        timeout=60,
-        what="pod whoami to succeed",
-    )
+    ended = wait_for_pod_end(kubectl, namespace, "whoami")
+    assert ended["phase"] == "Succeeded", ended
     assert "uid 65532 gid 65532 groups [65532]" in kubectl.ok("logs", "whoami", "-n", namespace)
 
 
@@ -376,14 +370,7 @@ def test_service_account_token_reaches_the_api_and_rbac_limits_it(
             },
         },
     )
-    wait_until(
-        lambda: (
-            kubectl.json("get", "pod", "client", "-n", namespace)["status"].get("phase")
-            in ("Succeeded", "Failed")
-        ),
-        timeout=60,
-        what="pod client to finish",
-    )
+    wait_for_pod_end(kubectl, namespace, "client", timeout=60)
     logs = kubectl.ok("logs", "client", "-n", namespace)
     assert "pods 200" in logs, logs
     assert "secrets 403" in logs, logs
@@ -444,13 +431,8 @@ def test_environment_from_fields_configmaps_and_secrets(kubectl: Kubectl, namesp
             },
         },
     )
-    wait_until(
-        lambda: (
-            kubectl.json("get", "pod", "env", "-n", namespace)["status"].get("phase") == "Succeeded"
-        ),
-        timeout=60,
-        what="pod env to succeed",
-    )
+    ended = wait_for_pod_end(kubectl, namespace, "env", timeout=60)
+    assert ended["phase"] == "Succeeded", ended
     pod = kubectl.json("get", "pod", "env", "-n", namespace)
     seen = json.loads(kubectl.ok("logs", "env", "-n", namespace).strip().splitlines()[-1])
     assert seen == {
@@ -495,14 +477,7 @@ def test_pods_reach_services_by_cluster_ip(kubectl: Kubectl, namespace: str) -> 
             "spec": {"restartPolicy": "Never", "containers": [container([PYTHON, "-c", script])]},
         },
     )
-    wait_until(
-        lambda: (
-            kubectl.json("get", "pod", "svc-client", "-n", namespace)["status"].get("phase")
-            in ("Succeeded", "Failed")
-        ),
-        timeout=60,
-        what="pod svc-client to finish",
-    )
+    wait_for_pod_end(kubectl, namespace, "svc-client", timeout=60)
     assert (
         kubectl.ok("logs", "svc-client", "-n", namespace).strip() == "served by a kubeloop-node pod"
     )
@@ -534,14 +509,7 @@ def test_volume_hiding_the_nodes_state_dir_keeps_the_termination_message(
             },
         },
     )
-    wait_until(
-        lambda: (
-            kubectl.json("get", "pod", "hidden-state", "-n", namespace)["status"].get("phase")
-            in ("Succeeded", "Failed")
-        ),
-        timeout=60,
-        what="pod hidden-state to finish",
-    )
+    wait_for_pod_end(kubectl, namespace, "hidden-state", timeout=60)
     terminated = kubectl.json("get", "pod", "hidden-state", "-n", namespace)["status"][
         "containerStatuses"
     ][0]["state"]["terminated"]

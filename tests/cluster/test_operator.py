@@ -161,13 +161,6 @@ def _dataset(uri: str) -> dict[str, Any]:
     }
 
 
-def _status(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
-    status: dict[str, Any] = (
-        kubectl.json("get", "datasets.kubeloop.io", "iris", "-n", namespace).get("status") or {}
-    )
-    return status
-
-
 def test_dataset_becomes_ready_then_bad_data_is_invalid_and_last_good_kept(
     kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint
 ) -> None:
@@ -178,7 +171,7 @@ def test_dataset_becomes_ready_then_bad_data_is_invalid_and_last_good_kept(
     kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(_dataset(good_uri)))
 
     ready = wait_until(
-        lambda: (s := _status(kubectl, namespace)).get("phase") == "Ready" and s,
+        lambda: (s := _status_of(kubectl, namespace, "iris")).get("phase") == "Ready" and s,
         timeout=180,
         what="Dataset iris Ready",
     )
@@ -203,7 +196,7 @@ def test_dataset_becomes_ready_then_bad_data_is_invalid_and_last_good_kept(
         "-p", json.dumps({"spec": {"source": {"uri": bad_uri}}}),
     )  # fmt: skip
     invalid = wait_until(
-        lambda: (s := _status(kubectl, namespace)).get("phase") == "Invalid" and s,
+        lambda: (s := _status_of(kubectl, namespace, "iris")).get("phase") == "Invalid" and s,
         timeout=180,
         what="Dataset iris Invalid",
     )
@@ -236,6 +229,20 @@ def _run(name: str, params: dict[str, Any], search: dict[str, Any] | None) -> di
         "metadata": {"name": name},
         "spec": spec,
     }
+
+
+def _wait_run_end(kubectl: Kubectl, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
+    """Wait until TrainingRun ``name`` has Succeeded or Failed; return its status."""
+    status: dict[str, Any] = wait_until(
+        lambda: (
+            (s := _run_status(kubectl, namespace, name)).get("phase") in ("Succeeded", "Failed")
+            and s
+        ),
+        timeout=timeout,
+        interval=2,
+        what=f"TrainingRun {name} to finish",
+    )
+    return status
 
 
 def _run_status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
@@ -272,16 +279,7 @@ def test_trainingrun_searches_in_one_indexed_job_and_reports_the_best_trial(
     kubectl.ok(
         "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(_run("churn-search", {}, search))
     )
-    done = wait_until(
-        lambda: (
-            (s := _run_status(kubectl, namespace, "churn-search")).get("phase")
-            in ("Succeeded", "Failed")
-            and s
-        ),
-        timeout=420,
-        interval=2,
-        what="TrainingRun churn-search to finish",
-    )
+    done = _wait_run_end(kubectl, namespace, "churn-search", timeout=420)
     assert done["phase"] == "Succeeded", done
     dataset_version = kubectl.json("get", "datasets.kubeloop.io", "churn", "-n", namespace)[
         "status"
@@ -347,16 +345,7 @@ def test_trainingrun_failure_carries_the_trainers_reason(
     bad = _run("churn-bad-param", {"n_estimators": -5}, None)
     bad["spec"]["backoffLimit"] = 0
     kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(bad))
-    done = wait_until(
-        lambda: (
-            (s := _run_status(kubectl, namespace, "churn-bad-param")).get("phase")
-            in ("Succeeded", "Failed")
-            and s
-        ),
-        timeout=240,
-        interval=2,
-        what="TrainingRun churn-bad-param to finish",
-    )
+    done = _wait_run_end(kubectl, namespace, "churn-bad-param", timeout=240)
     assert done["phase"] == "Failed"
     assert done["message"].startswith("InvalidParameter"), done["message"]
     assert "n_estimators" in done["message"]
@@ -478,6 +467,12 @@ def test_gates_reject_with_numbers_and_promotion_archives_the_previous_productio
     # The user as the API server authenticated them (the admin client certificate's CN).
     assert history[-1]["changedBy"] == "kubeloop-admin"
     assert archived["status"]["stage"] in ("Production", "Archived")
+    followed = wait_until(
+        lambda: _mv(kubectl, namespace, "churn-v1").get("status", {}).get("stage") == "Archived",
+        timeout=30,
+        what="churn-v1's status to record the archiving",
+    )
+    assert followed is True
     productions = [
         mv["metadata"]["name"]
         for mv in kubectl.json(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.cluster.conftest import Kubectl, wait_until
+from tests.cluster.conftest import Kubectl, wait_for_pod_end
 from tests.cluster.test_node import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 
 from kubeloop.devenv.runtime import ensure_runtime
@@ -39,15 +39,7 @@ def test_kubeloop_runs_as_the_restricted_workload_user(kubectl: Kubectl, namespa
         },
     }
     kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(pod))
-    wait_until(
-        lambda: (
-            kubectl.json("get", "pod", "runtime", "-n", namespace)["status"].get("phase")
-            in ("Succeeded", "Failed")
-        ),
-        timeout=90,
-        what="the runtime pod to finish",
-    )
-    status = kubectl.json("get", "pod", "runtime", "-n", namespace)["status"]
+    status = wait_for_pod_end(kubectl, namespace, "runtime", timeout=90)
     assert status["phase"] == "Succeeded", status
     assert "usage: kubeloop data profile" in kubectl.ok("logs", "runtime", "-n", namespace)
 
@@ -102,14 +94,7 @@ def test_pods_reach_seaweedfs_on_the_bridge_with_secret_credentials(
             },
         }
         kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(pod))
-        wait_until(
-            lambda: (
-                kubectl.json("get", "pod", "s3-client", "-n", namespace)["status"].get("phase")
-                in ("Succeeded", "Failed")
-            ),
-            timeout=90,
-            what="the S3 client pod to finish",
-        )
+        wait_for_pod_end(kubectl, namespace, "s3-client", timeout=90)
         logs = kubectl.ok("logs", "s3-client", "-n", namespace)
         expected = hashlib.sha256(b"from a pod").hexdigest()
         assert f"uploaded {expected}" in logs, logs
