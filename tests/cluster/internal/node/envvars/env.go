@@ -130,40 +130,38 @@ func Resolve(pod *v1.Pod, c *v1.Container, src Sources, opt Options) ([]Var, map
 			tmp[e.Name] = val
 		case vf.ConfigMapKeyRef != nil:
 			ref := vf.ConfigMapKeyRef
-			optional := ref.Optional != nil && *ref.Optional
-			cm, err := src.ConfigMap(pod.Namespace, ref.Name)
+			v, skip, err := keyOf("ConfigMap", pod.Namespace, ref.Name, ref.Key, ref.Optional, func() (map[string]string, error) {
+				cm, err := src.ConfigMap(pod.Namespace, ref.Name)
+				if err != nil {
+					return nil, err
+				}
+				return cm.Data, nil
+			})
 			if err != nil {
-				if apierrors.IsNotFound(err) && optional {
-					continue
-				}
-				return nil, nil, fetchErr("configmap", ref.Name, err)
+				return nil, nil, err
 			}
-			v, ok := cm.Data[ref.Key]
-			if !ok {
-				if optional {
-					continue
-				}
-				return nil, nil, cfgErr("couldn't find key %v in ConfigMap %v/%v", ref.Key, pod.Namespace, ref.Name)
+			if !skip {
+				tmp[e.Name] = v
 			}
-			tmp[e.Name] = v
 		case vf.SecretKeyRef != nil:
 			ref := vf.SecretKeyRef
-			optional := ref.Optional != nil && *ref.Optional
-			s, err := src.Secret(pod.Namespace, ref.Name)
+			v, skip, err := keyOf("Secret", pod.Namespace, ref.Name, ref.Key, ref.Optional, func() (map[string]string, error) {
+				secret, err := src.Secret(pod.Namespace, ref.Name)
+				if err != nil {
+					return nil, err
+				}
+				data := make(map[string]string, len(secret.Data))
+				for k, b := range secret.Data {
+					data[k] = string(b)
+				}
+				return data, nil
+			})
 			if err != nil {
-				if apierrors.IsNotFound(err) && optional {
-					continue
-				}
-				return nil, nil, fetchErr("secret", ref.Name, err)
+				return nil, nil, err
 			}
-			v, ok := s.Data[ref.Key]
-			if !ok {
-				if optional {
-					continue
-				}
-				return nil, nil, cfgErr("couldn't find key %v in Secret %v/%v", ref.Key, pod.Namespace, ref.Name)
+			if !skip {
+				tmp[e.Name] = v
 			}
-			tmp[e.Name] = string(v)
 		case vf.FileKeyRef != nil:
 			return nil, nil, cfgErr("env %s: fileKeyRef is not supported by kubeloop-node", e.Name)
 		}
@@ -271,4 +269,26 @@ func Strings(vars []Var) []string {
 		out[i] = v.Name + "=" + v.Value
 	}
 	return out
+}
+
+// keyOf reads one key of a ConfigMap or Secret for an env var, the way the
+// kubelet does: an optional reference to a missing object or key is skipped
+// (skip=true); a required one is an error naming the object and key.
+func keyOf(kind, namespace, name, key string, optionalRef *bool, data func() (map[string]string, error)) (value string, skip bool, err error) {
+	optional := optionalRef != nil && *optionalRef
+	values, err := data()
+	if err != nil {
+		if apierrors.IsNotFound(err) && optional {
+			return "", true, nil
+		}
+		return "", false, fetchErr(strings.ToLower(kind), name, err)
+	}
+	v, ok := values[key]
+	if !ok {
+		if optional {
+			return "", true, nil
+		}
+		return "", false, cfgErr("couldn't find key %v in %s %v/%v", key, kind, namespace, name)
+	}
+	return v, false, nil
 }
