@@ -135,8 +135,15 @@ def register(
 def _register_refresh(
     settings: OperatorSettings, adapter: KubernetesAdapter, metrics: OperatorMetrics
 ) -> None:
+    # Only Datasets that ask for refreshes get a timer task at all.
     @kopf.timer(
-        API_GROUP, API_VERSION, PLURAL, interval=REFRESH_TICK_SECONDS, idle=REFRESH_TICK_SECONDS
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        interval=REFRESH_TICK_SECONDS,
+        idle=REFRESH_TICK_SECONDS,
+        field="spec.refreshInterval",
+        value=kopf.PRESENT,
     )
     @metrics.instrumented("Dataset")
     def refresh_dataset(body: kopf.Body, logger: Logger, **_: Any) -> None:

@@ -282,7 +282,17 @@ def _register_progress(
                 "TrainingRun %s/%s %s: %s", namespace, run_name, observed.phase, observed.message
             )
 
-    @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=15, idle=15)
+    # Only finished runs whose model is not registered yet need the retry.
+    @kopf.timer(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        interval=15,
+        idle=15,
+        when=lambda status, **_: (
+            status.get("phase") == "Succeeded" and not status.get("modelVersion")
+        ),
+    )
     @metrics.instrumented("TrainingRun")
     def retry_model_registration(body: kopf.Body, logger: Logger, **_: Any) -> None:
         run = TrainingRun.model_validate(dict(body))
