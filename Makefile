@@ -27,11 +27,11 @@ setup: $(STAMP) ## create .venv with the exact locked dependencies and kubeloop 
 
 # The local cluster needs iproute2 (pod network namespaces) and nftables (kube-proxy), from
 # Debian's packages; installed once when missing (needs root, as the cluster does).
-cluster-deps: ## install iproute2 and nftables from Debian when missing (root)
+cluster-deps: ## install iproute2, nftables and nginx (the router's proxy) from Debian when missing (root)
 	@command -v go >/dev/null || { echo "the local cluster is built with Go: install Go (go.dev/doc/install)"; exit 1; }
-	@if ! command -v ip >/dev/null || ! command -v nft >/dev/null; then \
-		echo "installing iproute2 and nftables from Debian"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null; \
+	@if ! command -v ip >/dev/null || ! command -v nft >/dev/null || ! command -v nginx >/dev/null; then \
+		echo "installing iproute2, nftables and nginx from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables nginx >/dev/null; \
 	fi
 
 lock: ## re-resolve pyproject.toml ranges into requirements.lock (review the diff)
