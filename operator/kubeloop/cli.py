@@ -1,8 +1,8 @@
 """The ``kubeloop`` command line: one entrypoint for every component.
 
 Each component (operator, profiler, trainer, inference server, router) is a subcommand so a
-single image serves every workload the operator creates. Subcommands that a later milestone
-builds say so and exit with status 2 instead of pretending to work.
+single image serves every workload the operator creates. Heavy imports happen inside the
+subcommand that needs them, so ``kubeloop --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,14 +13,7 @@ from collections.abc import Sequence
 
 from kubeloop import __version__
 
-# subcommand -> (help text, the milestone that builds it)
-_NOT_YET_BUILT: dict[str, tuple[str, str]] = {
-    "serve": ("serve an ONNX ModelVersion (Open Inference Protocol V2 + /predict)", "serving"),
-    "route": ("run the NGINX router for a Deployment", "serving"),
-}
-
-
-_PASS_THROUGH = frozenset({"data", "train"})
+_PASS_THROUGH = frozenset({"data", "train", "serve", "route"})
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -31,8 +24,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kubeloop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for name, (help_text, _) in _NOT_YET_BUILT.items():
-        sub.add_parser(name, help=help_text)
+    sub.add_parser(
+        "serve",
+        help="serve an ONNX ModelVersion (Open Inference Protocol V2 + /predict)",
+        add_help=False,
+    )
+    sub.add_parser("route", help="run the NGINX router of a Deployment", add_help=False)
 
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
@@ -85,9 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kubeloop.data.cli import main as profile_main  # noqa: PLC0415 - pyarrow loads slowly
 
         return profile_main(remaining)
-    return _not_yet_built(command, _NOT_YET_BUILT[command][1])
+    if command == "serve":
+        from kubeloop.serving.cli import main as serve_main  # noqa: PLC0415 - onnxruntime loads slowly
 
+        return serve_main(remaining)
+    if command == "route":
+        from kubeloop.router.cli import main as route_main  # noqa: PLC0415
 
-def _not_yet_built(command: str, milestone: str) -> int:
-    sys.stderr.write(f"kubeloop {command}: not implemented yet (built by {milestone})\n")
+        return route_main(remaining)
+    parser.error(f"unknown command {command}")
     return 2

@@ -1,15 +1,10 @@
-"""The kubeloop command line: routing, honest stubs, CRD printing."""
+"""The kubeloop command line: routing, CRD printing."""
 
 from __future__ import annotations
 
 import pytest
 
 from kubeloop.cli import main
-
-
-def test_unbuilt_subcommands_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
 
 
 def test_crds_are_printed_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
