@@ -91,6 +91,19 @@ def test_every_allowlisted_estimator_exports_with_parity(name: str, target: str)
     assert len(measure_latency(session, x_test, columns.features, runs=20)) == 20
 
 
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("RandomForestClassifier", "label"), ("LogisticRegression", "binary"), ("Ridge", "amount")],
+)
+def test_identical_trainings_export_identical_bytes(name: str, target: str) -> None:
+    """Same data, same seed: the same sha256, so a reproduced run is recognisably the same model."""
+    exports = []
+    for _ in range(2):
+        pipeline, columns, _, task = fitted(name, target)
+        exports.append(export_onnx(pipeline, columns.features, task=task, metadata={"k": "v"}))
+    assert exports[0] == exports[1]
+
+
 def tamper(model_bytes: bytes, attribute: str, delta: float, count: int = 1) -> bytes:
     """Add ``delta`` to the first ``count`` values of a float-list attribute."""
     model = onnx.load_model_from_string(model_bytes)

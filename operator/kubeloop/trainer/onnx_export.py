@@ -48,6 +48,7 @@ from kubeloop.trainer.model import ESTIMATOR_STEP, PREPROCESS_STEP
 # onnxruntime since 1.14 runs opset 18.
 TARGET_OPSET = 18
 ML_OPSET = 3
+GRAPH_NAME = "kubeloop"
 PROBABILITY_TOLERANCE = 1e-4
 REGRESSION_RTOL = 1e-4
 REGRESSION_ATOL_SCALE = 1e-5
@@ -117,6 +118,9 @@ def export_onnx(
             f"skl2onnx cannot convert this pipeline: {type(exc).__name__}: {exc}"
         ) from exc
     _use_column_names(model, [feature.name for feature in features])
+    # skl2onnx names the graph with a random UUID: the same pipeline would export to different
+    # bytes (and sha256) on every run. A fixed name makes identical trainings byte-identical.
+    model.graph.name = GRAPH_NAME
     metadata = {
         **(metadata or {}),
         OUTPUTS_METADATA: ",".join(output.name for output in model.graph.output),
