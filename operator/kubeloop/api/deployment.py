@@ -25,6 +25,7 @@ from kubeloop.api.meta import (
     KubeloopModel,
     ModelName,
     ObjectMeta,
+    ParamValue,
     ResourceName,
     ResourceRequirements,
     Timestamp,
@@ -111,7 +112,11 @@ class Analysis(KubeloopModel):
         default=0.05, description="Largest 5xx error rate of the candidate (absolute)."
     )
     max_error_rate_increase: Fraction | None = Field(
-        default=None, description="Largest error-rate increase over stable (relative check)."
+        default=None,
+        description=(
+            "Largest error-rate increase over stable in absolute points, e.g. 0.01 (relative "
+            "check; fails only when the two-proportion test says the increase is real)."
+        ),
     )
     max_p99_latency_ms: float | None = Field(
         default=None, gt=0.0, le=600_000.0, description="Largest p99 latency of the candidate, ms."
@@ -121,11 +126,33 @@ class Analysis(KubeloopModel):
     )
     min_live_accuracy: Fraction | None = Field(
         default=None,
-        description="Smallest live accuracy from feedback (used when feedback exists).",
+        description="Smallest live accuracy from feedback (absolute; used when feedback exists).",
+    )
+    max_live_accuracy_drop: Fraction | None = Field(
+        default=None,
+        description=(
+            "Largest drop of live accuracy below stable's, from feedback (relative check; "
+            "fails only when the two-proportion test says the drop is real)."
+        ),
+    )
+    min_feedback: int = Field(
+        default=50,
+        ge=1,
+        le=10_000_000,
+        description="Feedback labels each version needs before the accuracy checks decide.",
     )
     max_prediction_divergence: Fraction | None = Field(
         default=0.2,
-        description="Largest Jensen-Shannon divergence between candidate and stable predictions.",
+        description=(
+            "Largest Jensen-Shannon divergence (base 2, 0..1) between the candidate's and "
+            "stable's prediction distributions in the same window."
+        ),
+    )
+    min_prediction_samples: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Predictions each version needs before the divergence check decides.",
     )
     confidence: float = Field(
         default=0.95, ge=0.5, le=0.999, description="Confidence of the statistical tests."
@@ -170,7 +197,58 @@ class CanaryStrategy(KubeloopModel):
         description="Traffic steps; after the last one the candidate takes all traffic.",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
+    scale_down_delay: Duration = Field(
+        default="30s",
+        description=(
+            "Time the previous stable version stays up (at 0%) after the candidate took all "
+            "traffic, so in-flight requests finish and a rollback needs no cold start."
+        ),
+    )
     analysis: Analysis = object_default_field(Analysis, "Checks at every step.")
+
+
+class ConfigMapKeyRef(KubeloopModel):
+    """A key of a ConfigMap in the same namespace."""
+
+    name: ResourceName = Field(description="Name of the ConfigMap.")
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key within the ConfigMap's data.",
+    )
+
+
+class SmokeTest(KubeloopModel):
+    """A few known requests sent to the preview before it may take traffic.
+
+    Every record must get a 200 from the preview's ``/predict``; with ``minAgreement`` the
+    preview's predictions must also match stable's on that share of the records.
+    """
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.records) != has(self.configMapRef)",
+            message="exactly one of smokeTest.records or smokeTest.configMapRef must be set",
+            holds=lambda t: (t.records is None) != (t.config_map_ref is None),
+        ),
+    )
+
+    records: list[dict[str, ParamValue]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="/predict records keyed by column name, e.g. [{sepal_length: 5.1, ...}].",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="A ConfigMap key holding the records as JSON Lines (one record a line).",
+    )
+    min_agreement: Fraction | None = Field(
+        default=None,
+        description="Share of records on which the preview must predict what stable predicts.",
+    )
 
 
 class BlueGreenStrategy(KubeloopModel):
@@ -186,6 +264,9 @@ class BlueGreenStrategy(KubeloopModel):
         default="2m",
         description="Time the old version stays up after the switch, for a fast rollback.",
     )
+    smoke_test: SmokeTest | None = Field(
+        default=None, description="Known requests the preview must answer before the switch."
+    )
     analysis: Analysis = object_default_field(Analysis, "Checks on the preview.")
 
 
@@ -196,6 +277,10 @@ class ShadowStrategy(KubeloopModel):
     duration: Duration = Field(default="10m", description="How long to shadow before deciding.")
     promote: bool = Field(
         default=False, description="Switch to the candidate when the shadow analysis passes."
+    )
+    scale_down_delay: Duration = Field(
+        default="30s",
+        description="Time the previous stable version stays up after a promotion.",
     )
     analysis: Analysis = object_default_field(Analysis, "Checks on the shadow copies.")
 
@@ -273,6 +358,13 @@ class Traffic(KubeloopModel):
             rule="self.router != 'GatewayAPI' || has(self.parentRef)",
             message="traffic.parentRef is required when traffic.router is GatewayAPI",
             holds=lambda t: t.router != "GatewayAPI" or t.parent_ref is not None,
+        ),
+        CelRule(
+            rule="self.router == 'Builtin' || !(has(self.stickyHeader) || has(self.stickyCookie))",
+            message="traffic.stickyHeader and traffic.stickyCookie need traffic.router Builtin",
+            holds=lambda t: (
+                t.router == "Builtin" or (t.sticky_header is None and t.sticky_cookie is None)
+            ),
         ),
     )
 
@@ -360,7 +452,22 @@ class RetrainPolicy(KubeloopModel):
 
 
 class DeploymentSpec(KubeloopModel):
-    """Desired state of a kubeloop Deployment."""
+    """Desired state of a kubeloop Deployment.
+
+    Manual controls are declarative, so a GitOps repository can hold them without replaying
+    them: ``paused`` and ``abort`` are states that hold while set, and ``promote`` names the
+    candidate it is meant for. A one-shot ``promote: true`` would stay true in Git and silently
+    promote every later candidate as well; ``promote: iris-v3`` acts once, on iris-v3 only,
+    and is inert for any other version, so leaving it in the repository is harmless.
+    """
+
+    cel_rules = (
+        CelRule(
+            rule="!(has(self.promote) && self.abort)",
+            message="spec.promote and spec.abort cannot be set together",
+            holds=lambda s: s.promote is None or not s.abort,
+        ),
+    )
 
     model: ModelSelector = Field(description="The ModelVersion to serve, or the stage to follow.")
     replicas: int = Field(
@@ -383,17 +490,53 @@ class DeploymentSpec(KubeloopModel):
     min_available: int = Field(
         default=1, ge=0, le=100, description="PodDisruptionBudget minAvailable per live version."
     )
+    paused: bool = Field(
+        default=False,
+        description=(
+            "Hold the rollout at its current step: weights stay, no step advances and nothing "
+            "is promoted by analysis. Analysis keeps running and a failed check still rolls "
+            "back (pausing never makes a bad candidate safer)."
+        ),
+    )
+    promote: ResourceName | None = Field(
+        default=None,
+        description=(
+            "Name of the candidate ModelVersion to promote now: it takes all traffic at once, "
+            "skipping remaining steps and analysis. Acts only while that version is the "
+            "candidate (also after an analysis abort) and is ignored otherwise."
+        ),
+    )
+    abort: bool = Field(
+        default=False,
+        description=(
+            "Roll back: the candidate's weight goes to 0 at once and stays there while true. "
+            "Setting it back to false restarts the rollout of the desired version from the "
+            "first step."
+        ),
+    )
+
+
+VersionRole = Literal["stable", "canary", "preview", "shadow", "previous"]
 
 
 class VersionWeight(KubeloopModel):
-    """A live version and its share of traffic."""
+    """A live version and its share of traffic (what the router and the HTTPRoute follow)."""
 
     version: str = Field(description="ModelVersion name.")
     weight: int = Field(ge=0, le=100, description="Percent of requests.")
-    role: Literal["stable", "canary", "preview", "shadow"] = Field(
-        description="Role in the rollout."
+    role: VersionRole = Field(
+        description=(
+            "Role in the rollout: stable, canary, preview (blue-green, 0% until the switch), "
+            "shadow (gets copies only) or previous (old stable kept up until scaleDownAt)."
+        )
+    )
+    mirror_percent: int | None = Field(
+        default=None, ge=0, le=100, description="Percent of requests copied to a shadow version."
     )
     ready_replicas: int = Field(default=0, ge=0, description="Ready pods of this version.")
+    scale_down_at: Timestamp | None = Field(
+        default=None, description="When this previous version's pods are removed."
+    )
 
 
 class AnalysisResult(KubeloopModel):
@@ -418,7 +561,13 @@ class AnalysisRun(KubeloopModel):
 
     step: int = Field(ge=0, description="Canary step index (0 for blue-green and shadow).")
     time: Timestamp = Field(description="When the analysis ran.")
+    candidate: str | None = Field(default=None, description="Candidate version analysed.")
+    stable: str | None = Field(default=None, description="Stable version compared against.")
+    window_seconds: float | None = Field(
+        default=None, ge=0.0, description="Length of the metric window analysed, seconds."
+    )
     verdict: Verdict = Field(description="Overall verdict.")
+    message: str = Field(default="", description="Why the verdict, in words with numbers.")
     results: list[AnalysisResult] = Field(
         default_factory=list, max_length=32, description="Checks."
     )
@@ -464,12 +613,36 @@ class DeploymentStatus(KubeloopModel):
         description="Pending, Progressing, Healthy, Degraded, RolledBack or Failed.",
     )
     message: str = Field(default="", description="Why the Deployment is in this phase.")
+    model: str | None = Field(default=None, description="Registry name of the model served.")
     stable_version: str | None = Field(default=None, description="Version serving most traffic.")
     candidate_version: str | None = Field(default=None, description="Version being rolled out.")
     canary_weight: int | None = Field(
         default=None, ge=0, le=100, description="Candidate's percent."
     )
     current_step: int | None = Field(default=None, ge=0, description="Canary step index.")
+    step_started_at: Timestamp | None = Field(
+        default=None, description="When the current step (or preview, or shadow) began."
+    )
+    next_analysis_at: Timestamp | None = Field(
+        default=None, description="When the next analysis is due."
+    )
+    inconclusive_streak: int = Field(
+        default=0, ge=0, description="Inconclusive analyses in a row at this step."
+    )
+    failed_analyses: int = Field(
+        default=0, ge=0, description="Failed analyses of the current candidate."
+    )
+    aborted_version: str | None = Field(
+        default=None,
+        description=(
+            "Candidate rolled back by analysis or abort; it is not retried by itself (promote "
+            "it by name, or roll out another version)."
+        ),
+    )
+    failed_version: str | None = Field(
+        default=None,
+        description="Desired version that can never be served (Rejected, or a bad artifact digest).",
+    )
     versions: list[VersionWeight] = Field(
         default_factory=list,
         max_length=4,
