@@ -428,21 +428,25 @@ def test_gates_reject_with_numbers_and_promotion_archives_the_previous_productio
         "-p",
         '{"spec":{"stage":"Production"}}',
     )
-    kubectl.ok(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(_run("churn-next", {"n_estimators": 15}, None)),
-    )
+    # Trained while churn-v1 is Production: every trial scores churn-v1 on its own test rows.
+    challenger = _run("churn-next", {"n_estimators": 15}, None)
+    challenger["spec"]["gates"] = {"champion": {"metric": "f1", "minImprovement": -1.0}}
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(challenger))
     successor = _finished_run(kubectl, namespace, "churn-next")["modelVersion"]
     assert successor == "churn-v3"
-    wait_until(
-        lambda: _mv(kubectl, namespace, successor).get("status", {}).get("phase") == "Validated",
+    validated = wait_until(
+        lambda: (
+            (mv := _mv(kubectl, namespace, successor)).get("status", {}).get("phase") == "Validated"
+            and mv
+        ),
         timeout=60,
         what="churn-v3 Validated",
     )
+    score = validated["spec"]["championScore"]
+    assert score["name"] == "churn-v1" and score["rows"] > 0 and "f1" in score["metrics"]
+    (champion_gate,) = validated["status"]["gateResults"]
+    assert champion_gate["threshold"] == pytest.approx(score["metrics"]["f1"])
+    assert "both on this version's test set" in champion_gate["message"]
     kubectl.ok(
         "patch",
         "modelversion",

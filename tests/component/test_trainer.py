@@ -406,3 +406,70 @@ def test_other_failures_carry_their_own_reasons(
     )
     assert result["reason"] == "StorageUnavailable"
     assert f"127.0.0.1:{closed_port} is unreachable" in result["message"]
+
+
+def test_champion_is_scored_on_the_challengers_test_set(
+    store: ObjectStore, key_prefix: str
+) -> None:
+    """A rerun with its predecessor as champion scores both models on the very same rows."""
+    snapshot = upload_frame(store, churn_frame(), f"{key_prefix}snap.parquet")
+    estimator = {"name": "LogisticRegression", "params": {"C": 1.0}}
+    first = run_trial(
+        TrialConfig.model_validate(
+            config_body(store, f"{key_prefix}a/", snapshot, estimator=estimator, target="churned")
+        ),
+        store,
+    )
+    champion = {
+        "name": "churn-v1",
+        "artifactURI": first.artifact_uri + "model.onnx",
+        "sha256": first.model_sha256,
+    }
+    body = config_body(store, f"{key_prefix}b/", snapshot, estimator=estimator, target="churned")
+    second = run_trial(TrialConfig.model_validate({**body, "champion": champion}), store)
+
+    # Same data, seed and parameters: the same model, byte for byte ...
+    assert second.model_sha256 == first.model_sha256
+    # ... so scored on the challenger's test rows the champion's metrics are the challenger's.
+    assert second.champion is not None
+    assert second.champion["name"] == "churn-v1"
+    scored = second.champion["metrics"]
+    for metric in ("accuracy", "f1", "roc_auc", "log_loss"):
+        assert scored[metric] == pytest.approx(second.metrics[metric], abs=1e-6), metric
+    assert second.termination_payload()["champion"]["metrics"] == scored
+    summary = read_json(store, S3Uri.parse(second.artifact_uri + "metrics.json"))
+    assert summary["champion"]["rows"] == second.champion["rows"] > 0
+
+    # test-set.parquet holds the test rows and the predictions the served model must reproduce.
+    buffer = io.BytesIO()
+    store.download(S3Uri.parse(second.artifact_uri + "test-set.parquet"), buffer)
+    test_set = pd.read_parquet(buffer)
+    assert len(test_set) == second.champion["rows"]
+    assert "customer_id" not in test_set.columns  # the unique key is no feature
+    session = ort.InferenceSession(
+        store_bytes(store, S3Uri.parse(second.artifact_uri + "model.onnx")),
+        providers=["CPUExecutionProvider"],
+    )
+    labels, proba = session.run(None, client_feeds(test_set, second.signature))
+    assert list(labels.astype(str)) == list(test_set["kubeloop:prediction"].astype(str))
+    for index, label in enumerate(second.signature.output.labels or []):
+        np.testing.assert_allclose(
+            proba[:, index], test_set[f"kubeloop:probability:{label}"], atol=1e-4
+        )
+
+    # A champion whose artifact is not what the registry says is not scored, and says why.
+    tampered = {**champion, "sha256": "0" * 64}
+    body = config_body(store, f"{key_prefix}c/", snapshot, estimator=estimator, target="churned")
+    third = run_trial(TrialConfig.model_validate({**body, "champion": tampered}), store)
+    assert third.champion is not None
+    assert "metrics" not in third.champion
+    assert "cannot read churn-v1's model" in third.champion["error"]
+    assert (
+        "sha256" in third.champion["error"].lower() or "digest" in third.champion["error"].lower()
+    )
+
+
+def store_bytes(store: ObjectStore, uri: S3Uri) -> bytes:
+    buffer = io.BytesIO()
+    store.download(uri, buffer)
+    return buffer.getvalue()

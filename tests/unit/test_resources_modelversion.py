@@ -64,3 +64,30 @@ def test_model_version_is_valid_and_carries_the_facts() -> None:
     assert model.spec.stage == "None"
     assert model.spec.gates.thresholds[0].metric == "f1"
     assert "ownerReferences" not in body["metadata"]  # registry entries outlive their runs
+    assert model.spec.champion_score is None  # no Production version when it was trained
+
+
+def test_the_champion_scored_by_the_trainer_is_recorded() -> None:
+    answer = {
+        **ANSWER,
+        "champion": {"name": "churn-v3", "sha256": "c" * 64, "rows": 400, "metrics": {"f1": 0.66}},
+    }
+    body = build_model_version(
+        namespace="ml",
+        run_name="churn-search",
+        spec=SPEC,
+        version=4,
+        trial=3,
+        answer=answer,
+        signature=SIGNATURE,
+        dataset_version="sha256:" + "b" * 64,
+        image="img",
+    )
+    score = ModelVersion.model_validate(body).spec.champion_score
+    assert score is not None
+    assert (score.name, score.rows, score.metrics, score.error) == (
+        "churn-v3",
+        400,
+        {"f1": 0.66},
+        "",
+    )

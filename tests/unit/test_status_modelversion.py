@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubeloop.api.modelversion import ModelVersionSpec, ModelVersionStatus
+from kubeloop.api.modelversion import ChampionScore, ModelVersionSpec, ModelVersionStatus
 from kubeloop.status.modelversion import evaluate_gates, gates_evaluated, primary_metric
 
 NOW = "2026-11-27T10:00:00Z"
@@ -76,6 +76,30 @@ def test_champion_gate(
     assert result.passed is passed
     assert result.threshold == theirs
     assert "churn-v1" in result.message
+
+
+@pytest.mark.parametrize(
+    ("score", "reference", "basis"),
+    [
+        # Scored on this version's test set: that number decides, whatever the stored one says.
+        ({"name": "churn-v1", "rows": 400, "metrics": {"f1": 0.81}}, 0.81, "both on this"),
+        # The trainer could not score it: stored metric, and the reason is shown.
+        ({"name": "churn-v1", "error": "churn-v1 needs column(s) ['x2']"}, 0.78, "needs column"),
+        # Production changed since training: the scored one is not the champion any more.
+        ({"name": "churn-v0", "metrics": {"f1": 0.5}}, 0.78, "the trainer scored churn-v0"),
+        (None, 0.78, "was not scored on this version's test set"),
+    ],
+)
+def test_champion_gate_prefers_the_score_on_the_same_test_set(
+    score: dict[str, Any] | None, reference: float, basis: str
+) -> None:
+    spec = _spec({"f1": 0.80}, {"champion": {"metric": "f1"}})
+    if score is not None:
+        spec = spec.model_copy(update={"champion_score": ChampionScore.model_validate(score)})
+    (result,) = evaluate_gates(spec, ("churn-v1", {"f1": 0.78}))
+    assert result.threshold == reference
+    assert result.passed is (0.80 >= reference)
+    assert basis in result.message
 
 
 def test_no_champion_passes_and_missing_metric_fails() -> None:

@@ -23,6 +23,7 @@ from kubeloop.api.meta import (
     ModelName,
     ObjectMeta,
     ParamValue,
+    ResourceName,
     S3Uri,
     Timestamp,
     conditions_field,
@@ -121,6 +122,25 @@ class Lineage(KubeloopModel):
     )
 
 
+class ChampionScore(KubeloopModel):
+    """The Production version at training time, scored by the trainer on this version's test set.
+
+    The champion gate compares like with like: both models on the same rows. ``error`` says why
+    the champion could not be scored (then the gate falls back to its stored metrics and says so).
+    """
+
+    cel_rules = (_IMMUTABLE,)
+
+    name: ResourceName = Field(description="The Production ModelVersion that was scored.")
+    rows: int | None = Field(default=None, ge=0, description="Test rows it was scored on.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="Its metrics on this version's test set.",
+        json_schema_extra={"maxProperties": 64},
+    )
+    error: str = Field(default="", max_length=1024, description="Why it could not be scored.")
+
+
 class ModelVersionSpec(KubeloopModel):
     """Desired state of a ModelVersion: immutable facts plus a writable stage."""
 
@@ -133,6 +153,11 @@ class ModelVersionSpec(KubeloopModel):
         CelRule(
             rule="!has(oldSelf.metrics) || (has(self.metrics) && self.metrics == oldSelf.metrics)",
             message="metrics are immutable once written",
+            holds=None,
+        ),
+        CelRule(
+            rule="has(self.championScore) == has(oldSelf.championScore)",
+            message="championScore is immutable once the ModelVersion exists",
             holds=None,
         ),
         CelRule(
@@ -153,6 +178,10 @@ class ModelVersionSpec(KubeloopModel):
     )
     lineage: Lineage = Field(description="How the version was made.")
     gates: Gates = object_default_field(Gates, "Gates evaluated to decide Validated or Rejected.")
+    champion_score: ChampionScore | None = Field(
+        default=None,
+        description="The Production version at training time scored on this version's test set.",
+    )
     stage: Stage = Field(
         default="None",
         description="Lifecycle stage, changed by people or by retrain policies: None, Staging, Production, Archived.",

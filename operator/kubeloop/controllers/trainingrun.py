@@ -27,7 +27,7 @@ from kubeloop.resources.trainingrun import COMPONENT, build_training_job, traini
 from kubeloop.settings import OperatorSettings
 from kubeloop.status.trainingrun import JobProgress, direction_of, run_started, trials_observed
 from kubeloop.storage import ObjectStore, S3Uri
-from kubeloop.trainer.config import TrialConfig
+from kubeloop.trainer.config import ChampionRef, TrialConfig
 from kubeloop.trainer.search import trial_count
 
 PLURAL = "trainingruns"
@@ -80,8 +80,30 @@ def _snapshot_of(dataset: Dataset, version: str) -> str | None:
     return next((r.snapshot_uri for r in status.history if r.version == version), None)
 
 
+def _champion(adapter: KubernetesAdapter, namespace: str, model: str) -> ChampionRef | None:
+    """The model's Production version now: the trials score it on their own test rows."""
+    for body in adapter.list_custom(MODEL_VERSIONS, namespace, f"{API_GROUP}/model={model}"):
+        spec = body.get("spec") or {}
+        artifact = spec.get("artifact") or {}
+        if spec.get("stage") == "Production" and artifact.get("uri") and artifact.get("sha256"):
+            return ChampionRef.model_validate(
+                {
+                    "name": body["metadata"]["name"],
+                    "artifactURI": artifact["uri"],
+                    "sha256": artifact["sha256"],
+                }
+            )
+    return None
+
+
 def _trial_config(
-    run: TrainingRun, dataset: Dataset, version: str, snapshot: str, bucket: str
+    run: TrainingRun,
+    dataset: Dataset,
+    version: str,
+    snapshot: str,
+    bucket: str,
+    *,
+    champion: ChampionRef | None,
 ) -> TrialConfig:
     """What every trial pod of ``run`` reads: data, columns, and the run's output prefix."""
     name, namespace = str(run.metadata.name), str(run.metadata.namespace)
@@ -98,6 +120,7 @@ def _trial_config(
         dataset_version=version,
         training_run=name,
         namespace=namespace,
+        champion=champion,
     )
 
 
@@ -201,7 +224,10 @@ def register(
             failed.message = f"Dataset version {version} is not in the Dataset's history"
             patch.status.update(failed.to_wire())
             raise kopf.PermanentError(failed.message)
-        config = _trial_config(run, dataset, version, snapshot, settings.artifact_bucket)
+        champion = _champion(adapter, namespace, run.spec.model_name)
+        config = _trial_config(
+            run, dataset, version, snapshot, settings.artifact_bucket, champion=champion
+        )
         trials = trial_count(run.spec)
         owner = Owner("TrainingRun", name, namespace, str(body.metadata.uid))
         job = build_training_job(owner, run.spec, trials, config.to_wire(), workloads)

@@ -47,6 +47,19 @@ def build_model_version(
         artifact["sizeBytes"] = int(answer["modelSizeBytes"])
     if answer.get("opset") is not None:
         artifact["opset"] = int(answer["opset"])
+    extra: dict[str, Any] = {}
+    champion = answer.get("champion")
+    if isinstance(champion, dict) and champion.get("name"):
+        extra["championScore"] = {
+            "name": str(champion["name"]),
+            "metrics": {
+                k: float(v)
+                for k, v in (champion.get("metrics") or {}).items()
+                if isinstance(v, int | float)
+            },
+            **({"rows": int(champion["rows"])} if champion.get("rows") is not None else {}),
+            **({"error": str(champion["error"])[:1024]} if champion.get("error") else {}),
+        }
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": "ModelVersion",
@@ -79,6 +92,7 @@ def build_model_version(
                 "kubeloopVersion": __version__,
             },
             "gates": spec.gates.to_wire(),
+            **extra,
             "stage": "None",
         },
     }

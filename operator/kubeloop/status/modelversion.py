@@ -2,7 +2,8 @@
 
 Absolute thresholds compare the version's test metrics with bounds; the champion gate
 compares it with the model's current Production version on the same metric (lower is better
-for losses and errors); the fairness gate bounds the demographic parity difference. A gate
+for losses and errors), preferably as the trainer scored that champion on this version's own
+test set (``spec.championScore``), else from the champion's stored metrics, saying which; the fairness gate bounds the demographic parity difference. A gate
 whose metric is missing fails and says so: an unmeasured model is not a validated one.
 """
 
@@ -88,7 +89,18 @@ def _champion_gate(
             message="no Production version yet: nothing to beat",
         )
     name, champion_metrics = champion
-    reference = champion_metrics.get(metric)
+    scored = spec.champion_score
+    if scored is not None and scored.name == name and metric in scored.metrics:
+        reference: float | None = scored.metrics[metric]
+        basis = f"both on this version's test set ({scored.rows} rows)"
+    else:
+        reference = champion_metrics.get(metric)
+        basis = f"{name}'s stored metric, from its own test set: " + (
+            scored.error
+            if scored is not None and scored.name == name and scored.error
+            else f"{name} was not scored on this version's test set"
+            + (f" (the trainer scored {scored.name})" if scored is not None else "")
+        )
     if observed is None or reference is None:
         return GateResult(
             gate=f"champion:{metric}",
@@ -109,7 +121,7 @@ def _champion_gate(
         passed=passed,
         message=(
             f"{metric} {observed:.4g} vs {name} {reference:.4g}: "
-            f"improvement {improvement:+.4g}, needs >= {gate.min_improvement:+.4g}"
+            f"improvement {improvement:+.4g}, needs >= {gate.min_improvement:+.4g} ({basis})"
         ),
     )
 

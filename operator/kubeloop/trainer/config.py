@@ -30,6 +30,16 @@ DEFAULT_IMPORTANCE_ROWS = 1000
 DEFAULT_IMPORTANCE_REPEATS = 3
 
 
+class ChampionRef(KubeloopModel):
+    """The model's Production version when the run started: scored on each trial's test set."""
+
+    name: ResourceName = Field(description="ModelVersion name, e.g. churn-v3.")
+    artifact_uri: S3Uri = Field(alias="artifactURI", description="Its model.onnx.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Its artifact digest; checked on download."
+    )
+
+
 class TrialConfig(KubeloopModel):
     """One trial of a TrainingRun: which data, which estimator, where the outputs go."""
 
@@ -79,6 +89,10 @@ class TrialConfig(KubeloopModel):
         default=None, description="Name of the TrainingRun, for the model card."
     )
     namespace: str | None = Field(default=None, description="Namespace of the TrainingRun.")
+    champion: ChampionRef | None = Field(
+        default=None,
+        description="The Production version to score on this trial's test set, if there is one.",
+    )
     latency_runs: int = Field(
         default=DEFAULT_LATENCY_RUNS,
         ge=10,

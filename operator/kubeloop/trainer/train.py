@@ -9,10 +9,12 @@ The steps, in order, each timed (``durationsSeconds`` in metrics.json):
 3. **fit** — the one pipeline (preprocessing + estimator) on the training rows;
 4. **evaluate** — the search metric on validation (the trial's score), every metric on test,
    per-slice metrics, fairness per sensitive column;
-5. **export** — ONNX, parity check on the test set, single-row latency;
+5. **export** — ONNX, parity check on the test set, single-row latency; the model's current
+   Production version (if the operator named one) scored on the same test rows (``champion.py``);
 6. **explain** — permutation importance on a test sample, plots, report, model card;
-7. **upload** — ``model.onnx``, ``signature.json``, ``model-card.md``, ``report.html``, then
-   ``metrics.json`` (which lists the others' sha256) under the trial's prefix.
+7. **upload** — ``model.onnx``, ``signature.json``, ``test-set.parquet`` (the test rows with the
+   model's predictions: what a served copy must reproduce), ``model-card.md``, ``report.html``,
+   then ``metrics.json`` (which lists the others' sha256) under the trial's prefix.
 
 Failures raise :class:`~kubeloop.trainer.errors.TrainerError` subclasses; ``cli.py`` turns
 them into the termination message. Nothing is uploaded for a failed trial, so a prefix with
@@ -21,6 +23,7 @@ them into the termination message. Nothing is uploaded for a failed trial, so a 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -54,6 +57,7 @@ from kubeloop.storage import (
     UploadResult,
 )
 from kubeloop.trainer import card, evaluate, metrics, report
+from kubeloop.trainer.champion import score_champion
 from kubeloop.trainer.config import TrialConfig
 from kubeloop.trainer.data import (
     MAX_CLASSES,
@@ -91,6 +95,11 @@ METRICS_FILE = "metrics.json"
 SIGNATURE_FILE = "signature.json"
 CARD_FILE = "model-card.md"
 REPORT_FILE = "report.html"
+TEST_SET_FILE = "test-set.parquet"
+# test-set.parquet keeps at most this many rows (the first ones of the test split).
+TEST_SET_MAX_ROWS = 100_000
+PREDICTION_COLUMN = "kubeloop:prediction"
+PROBABILITY_COLUMN_PREFIX = "kubeloop:probability:"
 METRICS_SCHEMA_VERSION = 1
 
 _log = logging.getLogger(__name__)
@@ -114,6 +123,7 @@ class TrialResult:
     signature: Signature
     artifacts: dict[str, UploadResult] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None
 
     def termination_payload(self) -> dict[str, Any]:
         """The success JSON of the termination message (``cli.py`` fits it into 4096 bytes)."""
@@ -130,6 +140,7 @@ class TrialResult:
             "modelSizeBytes": self.model_size,
             "opset": self.opset,
             "latencyP99Ms": self.latency_p99_ms,
+            **({"champion": self.champion} if self.champion is not None else {}),
         }
 
 
@@ -234,6 +245,18 @@ def run_trial(config: TrialConfig, store: ObjectStore) -> TrialResult:
         )
         evaluation.test.update(latency)
 
+    champion = None
+    if config.champion is not None:
+        with timer.step("champion"):
+            champion = score_champion(
+                config.champion,
+                store,
+                test_frame=data.frame.iloc[data.split.test],
+                y_test=y_test,
+                task=task,
+                labels=labels,
+            )
+
     with timer.step("importance"):
         importance = evaluate.importances(
             evaluate.OnnxPredictor(session, data.columns.features, task, labels),
@@ -258,6 +281,7 @@ def run_trial(config: TrialConfig, store: ObjectStore) -> TrialResult:
                 "runs": config.latency_runs,
             },
             "signature": signature.to_wire(),
+            **({"champion": champion} if champion is not None else {}),
             "warnings": fit_warnings,
             "onnx": {
                 "opset": TARGET_OPSET,
@@ -278,6 +302,7 @@ def run_trial(config: TrialConfig, store: ObjectStore) -> TrialResult:
             prefix,
             model_bytes=model_bytes,
             signature=signature,
+            test_set=_test_set(data, evaluation.test_predictions, labels),
             summary=summary,
             plots=plots,
             timer=timer,
@@ -298,6 +323,7 @@ def run_trial(config: TrialConfig, store: ObjectStore) -> TrialResult:
         signature=signature,
         artifacts=artifacts,
         durations=dict(timer.seconds),
+        champion=champion,
     )
 
 
@@ -434,6 +460,7 @@ def _upload_artifacts(
     *,
     model_bytes: bytes,
     signature: Signature,
+    test_set: bytes,
     summary: dict[str, Any],
     plots: dict[str, bytes | None],
     timer: _Timer,
@@ -446,6 +473,7 @@ def _upload_artifacts(
     summary["durationsSeconds"] = timer.seconds
     documents = {
         SIGNATURE_FILE: (_json_bytes(signature.to_wire()), "application/json"),
+        TEST_SET_FILE: (test_set, "application/vnd.apache.parquet"),
         CARD_FILE: (card.render_card(summary).encode(), "text/markdown; charset=utf-8"),
         REPORT_FILE: (report.render_html(summary, plots).encode(), "text/html; charset=utf-8"),
     }
@@ -459,6 +487,21 @@ def _upload_artifacts(
         store, _json_bytes(summary), prefix, METRICS_FILE, "application/json"
     )
     return artifacts
+
+
+def _test_set(data: _Prepared, predictions: evaluate.Predictions, labels: list[str]) -> bytes:
+    """The test rows (features and target, as in the snapshot) with the model's predictions."""
+    rows = data.split.test[:TEST_SET_MAX_ROWS]
+    columns = [f.name for f in data.columns.features] + [data.columns.target]
+    frame = data.frame.iloc[rows][columns].reset_index(drop=True)
+    count = len(rows)
+    frame[PREDICTION_COLUMN] = predictions.labels[:count]
+    if predictions.proba is not None:
+        for index, label in enumerate(labels):
+            frame[PROBABILITY_COLUMN_PREFIX + label] = predictions.proba[:count, index]
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def build_signature(columns: Columns, pipeline: Any, task: Task, labels: list[str]) -> Signature:
