@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kubeloop.data import ProfileRequest, SourceNotFound, UnreadableSource, profile_dataset
-from kubeloop.data.cli import main
+from kubeloop.data.cli import SOURCE_ACCESS_KEY_ENV, SOURCE_SECRET_KEY_ENV, main
 from kubeloop.data.digest import content_digest
 from kubeloop.devenv.seaweedfs import S3Endpoint
 from kubeloop.storage import ObjectStore, S3Uri
@@ -228,12 +228,16 @@ def test_a_file_that_is_not_what_it_claims_is_unreadable(
 
 
 def run_cli(
-    seaweedfs: S3Endpoint, request: ProfileRequest, tmp_path: Path
+    seaweedfs: S3Endpoint,
+    request: ProfileRequest,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     log = tmp_path / f"termination-log-{uuid.uuid4().hex[:6]}"
     env = {
         **seaweedfs.env(),
         "KUBELOOP_PROFILE_REQUEST": request.model_dump_json(by_alias=True, exclude_none=True),
+        **(extra_env or {}),
     }
     status = main(["--termination-log", str(log)], environ=env)
     text = log.read_text()
@@ -271,6 +275,35 @@ def test_cli_writes_the_result_to_the_termination_log(
     assert status == 1
     assert message["reason"] == "SourceNotFound"
     assert "absent.csv" in message["message"]
+
+
+def test_source_credentials_read_the_source_and_only_the_source(
+    seaweedfs: S3Endpoint, store: ObjectStore, key_prefix: str, tmp_path: Path
+) -> None:
+    """source.credentialsSecretRef reaches the profiler as KUBELOOP_SOURCE_*: they read the source."""
+    request = request_for(upload_text(store, f"{key_prefix}churn.csv", CHURN_CSV))
+    secret = seaweedfs.secret_key.get_secret_value()
+    good = {
+        SOURCE_ACCESS_KEY_ENV: seaweedfs.access_key,
+        SOURCE_SECRET_KEY_ENV: secret,
+    }
+    status, message = run_cli(seaweedfs, request, tmp_path, good)
+    assert (status, message["ok"]) == (0, True)
+
+    # A key pair the server does not know: the source read is refused (the snapshot would
+    # have been written with kubeloop's own, valid keys, so the refusal is the source's).
+    status, message = run_cli(
+        seaweedfs, request, tmp_path, {**good, SOURCE_SECRET_KEY_ENV: "not-" + secret}
+    )
+    assert status == 1
+    assert message["ok"] is False
+    assert secret not in json.dumps(message)
+    assert "credential" in message["message"].lower() or "denied" in message["message"].lower()
+
+    # Half a key pair is a usage error that names both variables.
+    status, message = run_cli(seaweedfs, request, tmp_path, {SOURCE_ACCESS_KEY_ENV: "x"})
+    assert status == 1
+    assert SOURCE_SECRET_KEY_ENV in message["message"]
 
 
 def test_cli_reports_unreachable_storage(seaweedfs: S3Endpoint, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kubeloop.api.trainingrun import TrainingRunSpec
+from kubeloop.data.cli import SOURCE_ACCESS_KEY_ENV, SOURCE_SECRET_KEY_ENV
 from kubeloop.resources.common import Owner, WorkloadSettings, child_name
 from kubeloop.resources.dataset import build_profile_job, profile_job_name
 from kubeloop.resources.trainingrun import build_training_job, training_job_name
@@ -145,6 +146,22 @@ def test_profile_job_names_its_attempt_and_never_retries() -> None:
     env = {item["name"]: item for item in container["env"]}
     assert json.loads(env["KUBELOOP_PROFILE_REQUEST"]["value"]) == {"dataset": "churn"}
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "profiler"
+    assert not any(name.startswith("KUBELOOP_SOURCE_") for name in env)
+
+
+def test_profile_job_reads_the_source_with_its_own_secret() -> None:
+    owner = Owner("Dataset", "churn", "ml", "uid-2")
+    request = {"spec": {"source": {"uri": "s3://b/k.csv", "credentialsSecretRef": "team-s3"}}}
+    job = build_profile_job(owner, "g1", request, SETTINGS)
+    env = {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # The names the profiler reads; the keys only as references, never as values.
+    for name, key in ((SOURCE_ACCESS_KEY_ENV, "accessKey"), (SOURCE_SECRET_KEY_ENV, "secretKey")):
+        assert env[name] == {
+            "name": name,
+            "valueFrom": {"secretKeyRef": {"name": "team-s3", "key": key}},
+        }
+    # kubeloop's own credentials still write the snapshot.
+    assert env["KUBELOOP_S3_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == SETTINGS.s3_secret
 
 
 def test_trainer_threads_are_unset_without_a_cpu_limit() -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from kubeloop.data.errors import InvalidRequest, ProfileError
 from kubeloop.data.models import ProfileRequest, ProfileResult, dumps, termination_message
@@ -32,6 +32,8 @@ from kubeloop.data.profiler import profile_dataset
 from kubeloop.storage import ObjectStore, S3Settings
 
 REQUEST_ENV: Final = "KUBELOOP_PROFILE_REQUEST"
+SOURCE_ACCESS_KEY_ENV: Final = "KUBELOOP_SOURCE_ACCESS_KEY"
+SOURCE_SECRET_KEY_ENV: Final = "KUBELOOP_SOURCE_SECRET_KEY"  # noqa: S105 - a variable name
 DEFAULT_TERMINATION_LOG: Final = Path("/dev/termination-log")
 _MAX_REQUEST_BYTES: Final = 1024 * 1024
 _log = logging.getLogger("kubeloop.data")
@@ -65,8 +67,15 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     try:
         request = load_request(args.request, env)
         settings = load_settings(env)
+        source_settings = load_source_settings(settings, env)
         with ObjectStore(settings) as store:
-            result = profile_dataset(request, store, work_dir=args.work_dir)
+            if source_settings is None:
+                result = profile_dataset(request, store, work_dir=args.work_dir)
+            else:
+                with ObjectStore(source_settings) as source_store:
+                    result = profile_dataset(
+                        request, store, work_dir=args.work_dir, source_store=source_store
+                    )
     except ProfileError as exc:
         _log.error("%s: %s", exc.reason, exc)
         result = ProfileResult(ok=False, reason=exc.reason, message=str(exc))
@@ -125,6 +134,23 @@ def load_settings(environ: Mapping[str, str]) -> S3Settings:
         return S3Settings.model_validate(values)
     except ValidationError as exc:
         raise InvalidRequest(f"invalid S3 settings: {describe_errors(exc)}") from None
+
+
+def load_source_settings(settings: S3Settings, environ: Mapping[str, str]) -> S3Settings | None:
+    """The source's own credentials (``KUBELOOP_SOURCE_ACCESS_KEY``/``_SECRET_KEY``), if given.
+
+    They come from the Dataset's ``source.credentialsSecretRef``: same endpoint, another key
+    pair, so a team can point a Dataset at a bucket kubeloop's own identity cannot read.
+    """
+    access, secret = environ.get(SOURCE_ACCESS_KEY_ENV), environ.get(SOURCE_SECRET_KEY_ENV)
+    if not access and not secret:
+        return None
+    if not access or not secret:
+        raise InvalidRequest(
+            f"source credentials need both {SOURCE_ACCESS_KEY_ENV} and {SOURCE_SECRET_KEY_ENV} "
+            "(keys accessKey and secretKey of the Secret in source.credentialsSecretRef)"
+        )
+    return settings.model_copy(update={"access_key": access, "secret_key": SecretStr(secret)})
 
 
 def describe_errors(exc: ValidationError) -> str:

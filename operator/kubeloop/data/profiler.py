@@ -78,9 +78,13 @@ def profile_dataset(
     store: ObjectStore,
     *,
     work_dir: Path | None = None,
+    source_store: ObjectStore | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ProfileResult:
     """Profile one version of a Dataset; see the module docstring for the steps.
+
+    ``source_store`` reads the source when it needs its own credentials
+    (``source.credentialsSecretRef``); the snapshot and profile always go through ``store``.
 
     Returns a result with ``ok`` true, or with ``reason="ValidationFailed"`` and the failed
     rules (nothing is written then). Raises a :class:`~kubeloop.data.errors.ProfileError` when
@@ -92,7 +96,9 @@ def profile_dataset(
     bucket = request.bucket or store.bucket
     with tempfile.TemporaryDirectory(prefix="kubeloop-profile-", dir=work_dir) as scratch:
         text_columns = _text_columns(request)
-        table, source = read_source(store, spec.source, Path(scratch), text_columns=text_columns)
+        table, source = read_source(
+            source_store or store, spec.source, Path(scratch), text_columns=text_columns
+        )
         watch.timings["download"] = round(source.download_seconds, 4)
         watch.timings["parse"] = round(source.parse_seconds, 4)
         _log.info(

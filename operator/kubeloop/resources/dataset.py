@@ -33,6 +33,24 @@ def profile_job_name(dataset_name: str, attempt: str) -> str:
     return child_name(dataset_name, f"profile-{attempt}")
 
 
+def source_credentials_env(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The source's own key pair (``source.credentialsSecretRef``), as Secret references only.
+
+    The names are the profiler's (``kubeloop.data.cli``); the snapshot is still written with
+    kubeloop's own credentials.
+    """
+    secret = ((request.get("spec") or {}).get("source") or {}).get("credentialsSecretRef")
+    if not secret:
+        return []
+    return [
+        {
+            "name": f"KUBELOOP_SOURCE_{name}",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
+        }
+        for name, key in (("ACCESS_KEY", "accessKey"), ("SECRET_KEY", "secretKey"))
+    ]
+
+
 def build_profile_job(
     owner: Owner,
     attempt: str,
@@ -52,6 +70,7 @@ def build_profile_job(
                 "command": [*settings.command, "data", "profile"],
                 "env": [
                     *s3_env(settings),
+                    *source_credentials_env(request),
                     {
                         "name": "KUBELOOP_PROFILE_REQUEST",
                         "value": json.dumps(request, sort_keys=True),
