@@ -48,7 +48,10 @@ def confusion_png(matrix: list[list[int]], labels: Sequence[str]) -> bytes | Non
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title("Confusion matrix (test set)")
-    threshold = values.max() / 2 if values.size else 0
+    # The colour scale runs from the smallest count to the largest (imshow's default), so the
+    # text turns white past the middle of that range, not past half the largest count: seen
+    # in a browser, a 54 on a pale cell of a 47..102 matrix was white on white.
+    threshold = (values.min() + values.max()) / 2 if values.size else 0
     for row in range(values.shape[0]):
         for column in range(values.shape[1]):
             count = int(values[row, column])
