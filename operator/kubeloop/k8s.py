@@ -17,7 +17,34 @@ from kubernetes.client.exceptions import ApiException
 from kubeloop import API_GROUP, API_VERSION
 
 _CONFLICT = 409
+_NOT_FOUND = 404
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+# Server-side apply: one field manager for everything the operator owns, so a second apply
+# of the same desired object is a no-op and fields set by others (an HPA's replicas) survive.
+FIELD_MANAGER = "kubeloop-operator"
+
+# The kinds the Deployment controller manages: apiVersion/kind -> URL path segment (plural).
+# A table rather than discovery: the operator only ever touches these, and RBAC lists them.
+_PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "Service"): "services",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("v1", "Pod"): "pods",
+    ("apps/v1", "Deployment"): "deployments",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+}
+
+
+def _collection_path(api_version: str, kind: str, namespace: str) -> str:
+    plural = _PLURALS.get((api_version, kind))
+    if plural is None:
+        raise ValueError(f"the adapter does not manage {api_version} {kind}")
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
 
 
 class KubernetesAdapter:
@@ -27,6 +54,62 @@ class KubernetesAdapter:
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._api = api_client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One REST call by path (kinds without a typed client method we want), JSON back."""
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*request)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return cast(dict[str, Any], json.loads(data)) if data else {}
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj`` (any kind in the adapter's table) as the operator."""
+        meta = obj["metadata"]
+        path = _collection_path(obj["apiVersion"], obj["kind"], meta["namespace"])
+        return self._call(
+            "PATCH",
+            f"{path}/{meta['name']}",
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects of a managed kind in ``namespace`` matching ``label_selector``, as dicts."""
+        path = _collection_path(api_version, kind, namespace)
+        items = self._call("GET", path, query=[("labelSelector", label_selector)]).get("items")
+        return list(items or [])
+
+    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object (children go with it: background propagation); False if absent."""
+        path = _collection_path(api_version, kind, namespace)
+        try:
+            self._call("DELETE", f"{path}/{name}", body={"propagationPolicy": "Background"})
+        except ApiException as error:
+            if error.status == _NOT_FOUND:
+                return False
+            raise
+        return True
 
     def create_job_if_absent(self, job: dict[str, Any]) -> bool:
         """Create ``job``; False when a Job of that name already exists (kept as it is)."""
