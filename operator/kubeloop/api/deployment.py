@@ -61,7 +61,12 @@ class ModelSelector(KubeloopModel):
     )
 
     version: ResourceName | None = Field(
-        default=None, description="Name of a Validated ModelVersion, e.g. 'churn-v3'."
+        default=None,
+        max_length=63,
+        description=(
+            "Name of a Validated ModelVersion, e.g. 'churn-v3' (at most 63 characters: it "
+            "becomes a label value of the serving pods)."
+        ),
     )
     track: ModelTrack | None = Field(
         default=None,
