@@ -1,0 +1,747 @@
+"""The ASGI application of ``kubeloop serve``: routes, lifecycle, and the two hot endpoints.
+
+``/predict`` and ``/v2/models/<name>[/versions/<version>]/infer`` are answered by plain ASGI
+handlers matched by exact path before anything else: at a few hundred microseconds per
+request, Starlette's routing, Request and Response objects would be a large share of the time.
+Everything else (health, metadata, ``/feedback``, ``/metrics``) is an ordinary Starlette app.
+Every response carries ``x-kubeloop-version``; inference responses also ``x-request-id`` (the
+client's, or one generated here).
+
+Lifecycle: at start the model is loaded in the background (the server answers liveness at
+once and readiness 503 with the reason until the verified model is active; a transient
+storage failure is retried, a digest mismatch or an invalid model is final). On shutdown
+readiness turns false first, then uvicorn stops accepting and drains in-flight requests, and
+the lifespan's end finishes queued batches and flushes the logs.
+
+Status codes: 200; 400 unparseable body; 404 unknown model, version or path; 405 wrong
+method; 413 body or row count over the limit; 422 a request that parses but does not fit the
+signature; 503 while the model is not ready (or the server is stopping); 500 only for a fault
+of the server itself. Errors are ``{"error": ..., "field": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kubeloop import __version__
+from kubeloop.serving.batcher import Array, BatcherClosed, MicroBatcher
+from kubeloop.serving.metrics import ServeMetrics
+from kubeloop.serving.model import LoadedModel, ModelLoadError, fetch_model, load_model
+from kubeloop.serving.predlog import (
+    FeedbackMemory,
+    RecordLog,
+    finite_or_none,
+    log_prefix,
+)
+from kubeloop.serving.schema import RequestError, RequestSchema, loads
+from kubeloop.serving.settings import ServeSettings
+from kubeloop.serving.v2 import OutputTensor, encode_response, parse_request
+from kubeloop.storage import ObjectStore, S3Settings, S3Uri
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_log = logging.getLogger("kubeloop.serving")
+_JSON = b"application/json"
+_MAX_REQUEST_ID = 128
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+class ServingApp:
+    """One model version behind V2 REST and ``/predict`` (an ASGI 3 application)."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        s3: S3Settings | None,
+        *,
+        threads: int = 1,
+        store: ObjectStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._s3 = s3
+        self._threads = threads
+        self._store = store
+        self._owns_store = store is None
+        self.metrics = ServeMetrics(settings.model_name, settings.model_version)
+        self.model: LoadedModel | None = None
+        self.reason = "Loading: the model is being downloaded and verified"
+        self.stopping = False
+        self._schema: RequestSchema | None = None
+        self._outputs: list[OutputTensor] = []
+        self._labels: list[str] = []
+        self._batcher: MicroBatcher | None = None
+        self._load_task: asyncio.Task[None] | None = None
+        self.prediction_log: RecordLog | None = None
+        self.feedback_log: RecordLog | None = None
+        self.memory = FeedbackMemory(settings.feedback_window)
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(6).hex() + "-"
+        self._version_header = (b"x-kubeloop-version", settings.model_version.encode("latin-1"))
+        name, version = settings.model_name, settings.model_version
+        self._hot: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            "/predict": self._predict,
+            f"/v2/models/{name}/infer": self._infer,
+            f"/v2/models/{name}/versions/{version}/infer": self._infer,
+        }
+        self._starlette = Starlette(
+            routes=self._routes(),
+            lifespan=self._lifespan,
+            exception_handlers={HTTPException: self._http_error},  # type: ignore[dict-item]
+        )
+
+    # -- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self._hot.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+            version_header = self._version_header
+
+            async def send_with_version(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), version_header]
+                await send(message)
+
+            await self._starlette(scope, receive, send_with_version)
+            return
+        await self._starlette(scope, receive, send)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        del app
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        settings = self.settings
+        if self._store is None and self._s3 is not None:
+            self._store = ObjectStore(self._s3)
+        self._batcher = MicroBatcher(
+            self._run_batch,
+            max_rows=settings.max_batch_size,
+            max_wait=settings.max_batch_wait_ms / 1000,
+            on_batch=self.metrics.batch_sizes.observe,
+        )
+        self._batcher.start()
+        if settings.prediction_log_uri and self._store is not None:
+            prefix = log_prefix(
+                settings.prediction_log_uri, settings.model_name, settings.model_version
+            )
+            common: dict[str, Any] = {
+                "store": self._store,
+                "prefix": prefix,
+                "pod": settings.pod_name,
+                "capacity": settings.prediction_log_queue,
+                "batch": settings.prediction_log_batch,
+                "interval": settings.prediction_log_interval,
+            }
+            self.prediction_log = RecordLog(
+                kind="predictions",
+                serialize=self._prediction_lines,
+                counts=self.metrics.log_records,
+                **common,
+            )
+            self.feedback_log = RecordLog(
+                kind="feedback",
+                serialize=self._feedback_lines,
+                counts=self.metrics.feedback_log_records,
+                **common,
+            )
+            self.prediction_log.start()
+            self.feedback_log.start()
+        self._load_task = asyncio.get_running_loop().create_task(self._load(), name="load-model")
+
+    def begin_shutdown(self) -> None:
+        """Readiness goes false (called first thing on SIGTERM); requests are still served."""
+        if not self.stopping:
+            _log.info("shutting down: readiness is now false")
+        self.stopping = True
+        self.metrics.ready = False
+
+    async def shutdown(self) -> None:
+        self.begin_shutdown()
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._load_task
+        if self._batcher is not None:
+            await self._batcher.close()
+        for record_log in (self.prediction_log, self.feedback_log):
+            if record_log is not None:
+                await record_log.close()
+        counts = self.metrics.log_records
+        _log.info(
+            "stopped: prediction log %d written, %d dropped, %d failed",
+            counts["written"],
+            counts["dropped"],
+            counts["failed"],
+        )
+        if self._owns_store and self._store is not None:
+            self._store.close()
+
+    async def _load(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                model, profile = await asyncio.to_thread(self._load_blocking)
+            except ModelLoadError as exc:
+                self.reason = str(exc)
+                _log.error("the model cannot be served: %s", exc)
+                if exc.transient and not self.stopping:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                return
+            except Exception as exc:  # a bug: still say why the server is not ready
+                self.reason = f"InternalError: {type(exc).__name__}: {exc}"
+                _log.exception("loading the model failed")
+                return
+            self._activate(model, profile)
+            return
+
+    def _load_blocking(self) -> tuple[LoadedModel, dict[str, Any] | None]:
+        settings = self.settings
+        if self._store is None:
+            raise ModelLoadError("StorageMisconfigured", "no S3 settings (KUBELOOP_S3_*)")
+        started = time.perf_counter()
+        model_bytes = fetch_model(self._store, settings.model_uri, settings.model_sha256)
+        model = load_model(model_bytes, settings.model_sha256, threads=self._threads)
+        profile = None
+        if settings.profile_uri:
+            profile = self._load_profile(settings.profile_uri)
+        _log.info(
+            "model %s version %s loaded (%d bytes, sha256 %s, %d thread(s)) in %.2f s",
+            settings.model_name,
+            settings.model_version,
+            model.size,
+            model.sha256,
+            self._threads,
+            time.perf_counter() - started,
+        )
+        return model, profile
+
+    def _load_profile(self, uri: str) -> dict[str, Any] | None:
+        # The profile only shapes metrics: without it the server still serves.
+        if self._store is None:
+            return None
+        buffer = io.BytesIO()
+        try:
+            self._store.download(S3Uri.parse(uri), buffer)
+            document = json.loads(buffer.getvalue())
+        except Exception as exc:
+            _log.warning("profile %s not used: %s", uri, exc)
+            return None
+        return document if isinstance(document, dict) else None
+
+    def _activate(self, model: LoadedModel, profile: dict[str, Any] | None) -> None:
+        settings = self.settings
+        signature = model.signature
+        self._schema = RequestSchema(
+            signature,
+            max_rows=settings.max_rows,
+            nan_policy=settings.nan_policy,
+            unknown_categories=settings.unknown_categories,
+        )
+        if model.task == "classification":
+            labels = list(signature.output.labels or [])
+            self._labels = labels
+            self._outputs = [
+                OutputTensor(model.output_names[0], "BYTES", None),
+                OutputTensor(model.output_names[1], "FP32", len(labels)),
+            ]
+        else:
+            self._outputs = [OutputTensor(model.output_names[0], "FP32", 1)]
+        self.metrics.configure(signature, profile)
+        self.metrics.sha256 = model.sha256
+        self.model = model
+        if not self.stopping:
+            self.metrics.ready = True
+            self.reason = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and not self.stopping
+
+    def _run_batch(self, feeds: dict[str, Array], rows: int) -> list[Array]:
+        del rows
+        model = self.model
+        if model is None:  # pragma: no cover - requests are refused before a model is active
+            raise RuntimeError("no model is loaded")
+        outputs = model.run(feeds)
+        self.metrics.observe_batch(feeds, outputs)
+        return outputs
+
+    # -- hot path -----------------------------------------------------------------------------
+
+    def _request_headers(self, scope: Scope) -> tuple[str | None, int | None, int | None]:
+        request_id = content_length = header_length = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                if 0 < len(value) <= _MAX_REQUEST_ID and value.isascii() and b" " not in value:
+                    text = value.decode("ascii")
+                    if text.isprintable():
+                        request_id = text
+            elif key == b"content-length":
+                content_length = _header_int(value, "content-length")
+            elif key == b"inference-header-content-length":
+                header_length = _header_int(value, "Inference-Header-Content-Length")
+        return request_id, content_length, header_length
+
+    async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
+        limit = self.settings.max_body_bytes
+        if content_length is not None and content_length > limit:
+            raise RequestError(413, f"the body is {content_length} bytes; at most {limit}", "body")
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise RequestError(413, f"the body is over {limit} bytes", "body")
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the body is over {limit} bytes", "body")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, "predict", self._predict_body)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, receive, send, "infer", self._infer_body)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: str,
+        answer: Callable[[bytes, int | None, str], Awaitable[tuple[bytes, int | None]]],
+    ) -> None:
+        started = time.perf_counter()
+        metrics = self.metrics
+        metrics.inflight += 1
+        status = 200
+        request_id: str | None = None
+        header_length: int | None = None
+        try:
+            request_id, content_length, header_length = self._request_headers(scope)
+            if request_id is None:
+                request_id = f"{self._id_prefix}{next(self._ids):x}"
+            if scope["method"] != "POST":
+                raise RequestError(405, f"{scope['method']} is not allowed; use POST", "method")
+            if self.model is None:
+                raise RequestError(503, f"model not ready: {self.reason}", "model")
+            body = await self._read_body(receive, content_length)
+            payload, header_length = await answer(body, header_length, request_id)
+        except RequestError as exc:
+            status, payload, header_length = exc.status, orjson.dumps(exc.body()), None
+        except BatcherClosed:
+            status, header_length = 503, None
+            payload = orjson.dumps({"error": "the server is shutting down", "field": "model"})
+        except ClientGone:
+            metrics.inflight -= 1
+            metrics.request_done(endpoint, 499, time.perf_counter() - started)
+            return
+        except Exception:
+            _log.exception("%s failed", endpoint)
+            status, header_length = 500, None
+            payload = orjson.dumps({"error": "internal server error", "field": ""})
+        headers = [
+            (b"content-type", _JSON if header_length is None else b"application/octet-stream"),
+            (b"content-length", str(len(payload)).encode()),
+            self._version_header,
+        ]
+        if request_id is not None:
+            headers.append((b"x-request-id", request_id.encode()))
+        if header_length is not None:
+            headers.append((b"inference-header-content-length", str(header_length).encode()))
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            metrics.inflight -= 1
+            metrics.request_done(endpoint, status, time.perf_counter() - started)
+
+    async def _predict_body(
+        self, body: bytes, header_length: int | None, request_id: str
+    ) -> tuple[bytes, int | None]:
+        del header_length
+        schema, batcher = self._active()
+        document = loads(body)
+        columns, rows = schema.from_records(document)
+        outputs = await batcher.submit(columns, rows)
+        if self._labels:
+            labels = outputs[0].tolist()
+            names = self._labels
+            predictions: list[Any] = [
+                {"label": label, "probabilities": dict(zip(names, row, strict=True))}
+                for label, row in zip(labels, outputs[1].tolist(), strict=True)
+            ]
+            remembered: list[Any] = labels
+        else:
+            remembered = outputs[0].ravel().tolist()
+            predictions = [{"value": value} for value in remembered]
+        self._remember(request_id, columns, outputs, remembered)
+        settings = self.settings
+        payload = orjson.dumps(
+            {
+                "predictions": predictions,
+                "model": settings.model_name,
+                "version": settings.model_version,
+                "request_id": request_id,
+            }
+        )
+        return payload, None
+
+    async def _infer_body(
+        self, body: bytes, header_length: int | None, request_id: str
+    ) -> tuple[bytes, int | None]:
+        schema, batcher = self._active()
+        request = parse_request(body, header_length, schema, self._outputs)
+        outputs = await batcher.submit(request.columns, request.rows)
+        remembered = outputs[0].tolist() if self._labels else outputs[0].ravel().tolist()
+        self._remember(request_id, request.columns, outputs, remembered)
+        return encode_response(
+            model=self.settings.model_name,
+            version=self.settings.model_version,
+            request_id=request.id,
+            tensors=list(zip(self._outputs, outputs, strict=True)),
+            request=request,
+        )
+
+    def _active(self) -> tuple[RequestSchema, MicroBatcher]:
+        schema, batcher = self._schema, self._batcher
+        if schema is None or batcher is None:  # pragma: no cover - checked by _handle
+            raise RequestError(503, f"model not ready: {self.reason}", "model")
+        return schema, batcher
+
+    def _remember(
+        self, request_id: str, columns: dict[str, Array], outputs: list[Array], predicted: list[Any]
+    ) -> None:
+        self.memory.remember(request_id, predicted)
+        if self.prediction_log is not None:
+            self.prediction_log.offer((request_id, time.time(), columns, outputs))
+
+    # -- log lines (written in the log thread) -------------------------------------------------
+
+    def _prediction_lines(self, record: Any) -> list[dict[str, Any]]:
+        request_id, at, columns, outputs = record
+        moment = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        inputs: dict[str, list[Any]] = {}
+        for name, column in columns.items():
+            values = column.ravel().tolist()
+            if column.dtype.kind == "f":
+                inputs[name] = finite_or_none(values)
+            else:
+                inputs[name] = [None if v == "" else v for v in values]
+        rows = outputs[0].shape[0]
+        lines: list[dict[str, Any]] = []
+        labels = self._labels
+        predicted = outputs[0].ravel().tolist()
+        probabilities = outputs[1].tolist() if labels else None
+        settings = self.settings
+        for row in range(rows):
+            line: dict[str, Any] = {
+                "request_id": request_id,
+                "row": row,
+                "time": moment,
+                "model": settings.model_name,
+                "version": settings.model_version,
+                "inputs": {name: values[row] for name, values in inputs.items()},
+                "prediction": predicted[row],
+            }
+            if probabilities is not None:
+                line["probabilities"] = dict(zip(labels, probabilities[row], strict=True))
+            lines.append(line)
+        return lines
+
+    def _feedback_lines(self, record: Any) -> list[dict[str, Any]]:
+        request_id, at, truths, predicted, matched = record
+        moment = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        settings = self.settings
+        return [
+            {
+                "request_id": request_id,
+                "row": row,
+                "time": moment,
+                "model": settings.model_name,
+                "version": settings.model_version,
+                "label": truth,
+                "prediction": predicted[row] if predicted is not None else None,
+                "matched": matched,
+            }
+            for row, truth in truths
+        ]
+
+    # -- Starlette routes ---------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/v2", self._server_metadata, methods=["GET"]),
+            Route("/v2/health/live", self._live, methods=["GET"]),
+            Route("/v2/health/ready", self._ready, methods=["GET"]),
+            Route("/v2/models/{name}", self._model_metadata, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}", self._model_metadata, methods=["GET"]),
+            Route("/v2/models/{name}/ready", self._model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}/ready", self._model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/infer", self._unknown_model, methods=["POST"]),
+            Route(
+                "/v2/models/{name}/versions/{version}/infer", self._unknown_model, methods=["POST"]
+            ),
+            Route("/feedback", self._feedback, methods=["POST"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
+        ]
+
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        del request
+        field = "method" if exc.status_code == 405 else "path"
+        return _json({"error": exc.detail, "field": field}, exc.status_code)
+
+    async def _server_metadata(self, request: Request) -> Response:
+        del request
+        return _json(
+            {"name": "kubeloop", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+
+    async def _live(self, request: Request) -> Response:
+        del request
+        return _json({"live": True})
+
+    async def _ready(self, request: Request) -> Response:
+        del request
+        if self.ready:
+            return _json({"ready": True})
+        reason = "ShuttingDown" if self.stopping else self.reason
+        return _json({"ready": False, "reason": reason}, 503)
+
+    def _known(self, request: Request) -> Response | None:
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        if name != self.settings.model_name:
+            return _json({"error": f"unknown model {name[:64]!r}", "field": "name"}, 404)
+        if version is not None and version != self.settings.model_version:
+            return _json(
+                {
+                    "error": f"model {name!r} has no version {version[:64]!r} here "
+                    f"(this server has {self.settings.model_version!r})",
+                    "field": "version",
+                },
+                404,
+            )
+        return None
+
+    async def _model_metadata(self, request: Request) -> Response:
+        problem = self._known(request)
+        if problem is not None:
+            return problem
+        model = self.model
+        if model is None:
+            return _json({"error": f"model not ready: {self.reason}", "field": "model"}, 503)
+        inputs = [
+            {
+                "name": spec.name,
+                "datatype": "FP32" if spec.type in ("number", "integer") else "BYTES",
+                "shape": [-1, 1],
+                "parameters": {"type": spec.type, "nullable": spec.nullable},
+            }
+            for spec in model.signature.inputs
+        ]
+        outputs = [
+            {
+                "name": tensor.name,
+                "datatype": tensor.datatype,
+                "shape": [-1] if tensor.width is None else [-1, tensor.width],
+            }
+            for tensor in self._outputs
+        ]
+        return _json(
+            {
+                "name": self.settings.model_name,
+                "versions": [self.settings.model_version],
+                "platform": "onnxruntime_onnx",
+                "inputs": inputs,
+                "outputs": outputs,
+                "parameters": {
+                    "task": model.task,
+                    "labels": self._labels,
+                    "sha256": model.sha256,
+                },
+            }
+        )
+
+    async def _model_ready(self, request: Request) -> Response:
+        problem = self._known(request)
+        if problem is not None:
+            return problem
+        if self.ready:
+            return _json({"name": self.settings.model_name, "ready": True})
+        reason = "ShuttingDown" if self.stopping else self.reason
+        return _json({"name": self.settings.model_name, "ready": False, "reason": reason}, 503)
+
+    async def _unknown_model(self, request: Request) -> Response:
+        problem = self._known(request)
+        if problem is not None:
+            return problem
+        return _json({"error": "not found", "field": "path"}, 404)  # pragma: no cover
+
+    async def _metrics(self, request: Request) -> Response:
+        del request
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def _feedback(self, request: Request) -> Response:
+        started = time.perf_counter()
+        status = 200
+        try:
+            response = await self._feedback_response(request)
+            status = response.status_code
+        except RequestError as exc:
+            status = exc.status
+            response = _json(exc.body(), exc.status)
+        except ClientGone:
+            status = 499
+            response = Response(status_code=499)
+        self.metrics.request_done("feedback", status, time.perf_counter() - started)
+        return response
+
+    async def _feedback_response(self, request: Request) -> Response:
+        if self.model is None:
+            raise RequestError(503, f"model not ready: {self.reason}", "model")
+        length = request.headers.get("content-length")
+        limit = self.settings.max_body_bytes
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise RequestError(413, f"the body is {length} bytes; at most {limit}", "body")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise RequestError(413, f"the body is over {limit} bytes", "body")
+        document = loads(body)
+        items = document if type(document) is list else [document]
+        if not items:
+            raise RequestError(422, "no feedback in the request", "body")
+        if len(items) > self.settings.max_rows:
+            raise RequestError(413, f"at most {self.settings.max_rows} feedback items", "body")
+        checked = [self._check_feedback(index, item) for index, item in enumerate(items)]
+        results: list[dict[str, Any]] = []
+        now = time.time()
+        regression = not self._labels
+        for request_id, truths in checked:
+            predicted = self.memory.lookup(request_id)
+            result: dict[str, Any] = {"request_id": request_id}
+            if predicted is None:
+                self.metrics.feedback_unmatched += 1
+                result.update(status=404, error="unknown request id (not served here recently)")
+            elif any(row >= len(predicted) for row, _ in truths):
+                raise RequestError(
+                    422,
+                    f"request {request_id!r} had {len(predicted)} row(s); feedback names more",
+                    "row",
+                )
+            else:
+                outcomes: list[bool] = []
+                for row, truth in truths:
+                    if regression:
+                        error = abs(float(truth) - float(predicted[row]))
+                        self.metrics.feedback_abs_error.observe(error)
+                    else:
+                        correct = truth == predicted[row]
+                        self.metrics.feedback["correct" if correct else "incorrect"] += 1
+                        outcomes.append(correct)
+                result["status"] = 200
+                if outcomes:
+                    result["correct"] = outcomes
+            if self.feedback_log is not None:
+                self.feedback_log.offer((request_id, now, truths, predicted, predicted is not None))
+            results.append(result)
+        matched = sum(1 for result in results if result["status"] == 200)
+        return _json({"results": results, "matched": matched, "unmatched": len(results) - matched})
+
+    def _check_feedback(self, index: int, item: Any) -> tuple[str, list[tuple[int, Any]]]:
+        where = f"[{index}]"
+        if type(item) is not dict:
+            raise RequestError(422, f"feedback {where} must be an object", where)
+        request_id = item.get("request_id")
+        if type(request_id) is not str or not 0 < len(request_id) <= _MAX_REQUEST_ID:
+            raise RequestError(422, f"feedback {where}: request_id must be a string", "request_id")
+        key = "label" if "label" in item or self._labels else "value"
+        if key not in item:
+            raise RequestError(422, f"feedback {where}: no {key!r}", "label")
+        label = item[key]
+        row = item.get("row")
+        if row is not None and (type(row) is not int or row < 0):
+            raise RequestError(422, f"feedback {where}: row must be a non-negative integer", "row")
+        values = label if type(label) is list else [label]
+        if type(label) is list and row is not None:
+            raise RequestError(422, f"feedback {where}: a list of labels takes no row", "row")
+        if not values:
+            raise RequestError(422, f"feedback {where}: no label", "label")
+        first = 0 if row is None else row
+        truths = [
+            (first + offset, self._truth(value, where)) for offset, value in enumerate(values)
+        ]
+        return request_id, truths
+
+    def _truth(self, value: Any, where: str) -> Any:
+        if not self._labels:
+            if type(value) not in (int, float):
+                raise RequestError(422, f"feedback {where}: the value must be a number", "label")
+            return float(value)
+        if type(value) is bool:
+            return "true" if value else "false"
+        if type(value) is int:
+            return str(value)
+        if type(value) is float and value.is_integer():
+            return str(int(value))
+        if type(value) is str:
+            return value
+        raise RequestError(422, f"feedback {where}: the label must be a string", "label")
+
+
+def _header_int(value: bytes, name: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise RequestError(400, f"{name} must be a non-negative integer", name)
+    return int(value)
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(document), status_code=status, media_type="application/json")

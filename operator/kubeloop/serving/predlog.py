@@ -1,0 +1,155 @@
+"""The prediction and feedback logs: bounded queues drained to S3 as batched JSONL objects.
+
+A request only appends a tuple to a bounded deque (no I/O, no serialisation, no await); when
+the deque is full the record is dropped and counted. A background task writes a log object
+every ``batch`` records or ``interval`` seconds, serialising and uploading in a thread, so a
+slow or failing object store costs requests nothing (failed uploads are counted, not retried
+beyond the store's own retries). On shutdown whatever is queued is written.
+
+Object keys (one JSON object per line, one line per row)::
+
+    <prefix>/<model>/<version>/predictions/<YYYY-MM-DD>/<HH>/<pod>-<start>-<seq>.jsonl
+    <prefix>/<model>/<version>/feedback/<YYYY-MM-DD>/<HH>/<pod>-<start>-<seq>.jsonl
+
+``<start>`` (the process start, UTC ``YYYYMMDDTHHMMSS``) keeps a restarted pod from
+overwriting its predecessor's objects. :class:`FeedbackMemory` remembers recent predictions by
+request id so ``/feedback`` can score them live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from kubeloop.storage import ObjectStore, S3Uri
+
+Serializer = Callable[[Any], list[dict[str, Any]]]
+_log = logging.getLogger("kubeloop.serving")
+
+
+class RecordLog:
+    """One JSONL stream (``kind``) of one model version, written in batches."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        prefix: S3Uri,
+        kind: str,
+        pod: str,
+        serialize: Serializer,
+        counts: dict[str, int],
+        capacity: int,
+        batch: int,
+        interval: float,
+    ) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._kind = kind
+        self._pod = pod
+        self._serialize = serialize
+        self._counts = counts
+        self._capacity = capacity
+        self._batch = batch
+        self._interval = interval
+        self._queue: deque[Any] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._seq = 0
+        self._started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self._task: asyncio.Task[None] | None = None
+        self.objects: list[S3Uri] = []
+
+    def offer(self, record: Any) -> None:
+        """Queue a record, or drop and count it when the queue is full. Never blocks."""
+        if len(self._queue) >= self._capacity or self._closing:
+            self._counts["dropped"] += 1
+            return
+        self._queue.append(record)
+        if len(self._queue) >= self._batch and not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self._kind}-log")
+
+    async def close(self) -> None:
+        """Write everything queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            if not self._closing and len(self._queue) < self._batch:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            if self._queue:
+                count = min(self._batch, len(self._queue))
+                records = [self._queue.popleft() for _ in range(count)]
+                await asyncio.to_thread(self._write, records)
+            elif self._closing:
+                return
+
+    def _write(self, records: list[Any]) -> None:
+        try:
+            lines = [orjson.dumps(line) for record in records for line in self._serialize(record)]
+            now = datetime.now(UTC)
+            self._seq += 1
+            key = (
+                f"{self._kind}/{now:%Y-%m-%d}/{now:%H}/"
+                f"{self._pod}-{self._started}-{self._seq:06d}.jsonl"
+            )
+            uri = self._prefix.join(key)
+            self._store.upload(b"\n".join(lines) + b"\n", uri, content_type="application/x-ndjson")
+        except Exception:
+            _log.exception("writing %d %s log record(s) failed", len(records), self._kind)
+            self._counts["failed"] += len(records)
+            return
+        self.objects.append(uri)
+        self._counts["written"] += len(records)
+
+
+def log_prefix(uri: str, model: str, version: str) -> S3Uri:
+    """``<prefix>/<model>/<version>/`` below the configured log URI."""
+    base = S3Uri.parse(uri if uri.endswith("/") else uri + "/")
+    return base.join(model, version + "/")
+
+
+class FeedbackMemory:
+    """The last ``capacity`` predictions by request id (oldest forgotten first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[str, list[Any]] = OrderedDict()
+
+    def remember(self, request_id: str, predictions: list[Any]) -> None:
+        items = self._items
+        items[request_id] = predictions
+        if len(items) > self._capacity:
+            items.popitem(last=False)
+
+    def lookup(self, request_id: str) -> list[Any] | None:
+        return self._items.get(request_id)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def finite_or_none(values: list[float]) -> list[float | None]:
+    """JSON has no NaN: missing numbers are written as null."""
+    return [None if math.isnan(v) else v for v in values]
+
+
+def unix_time() -> float:
+    return time.time()
