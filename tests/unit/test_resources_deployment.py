@@ -96,23 +96,20 @@ def test_long_names_differ_by_pair() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "url"),
+    ("overrides", "address", "url"),
     [
-        ({}, "http://iris.ml.svc"),
-        ({"traffic": {"port": 8000}}, "http://iris.ml.svc:8000"),
+        ({}, None, "http://iris.ml.svc"),
+        ({"traffic": {"port": 8000}}, None, "http://iris.ml.svc:8000"),
+        ({"traffic": {"router": "GatewayAPI", "parentRef": {"name": "gw"}}}, None, None),
         (
-            {
-                "traffic": {
-                    "router": "GatewayAPI",
-                    "parentRef": {"name": "gw", "namespace": "infra"},
-                }
-            },
-            "gateway://infra/gw",
+            {"traffic": {"router": "GatewayAPI", "parentRef": {"name": "gw"}}},
+            "10.0.0.7",
+            "http://10.0.0.7",
         ),
     ],
 )
-def test_endpoint_url(overrides: dict[str, Any], url: str) -> None:
-    assert endpoint_url("iris", "ml", _spec(**overrides)) == url
+def test_endpoint_url(overrides: dict[str, Any], address: str | None, url: str | None) -> None:
+    assert endpoint_url("iris", "ml", _spec(**overrides), gateway_address=address) == url
 
 
 # --- serving pods ---------------------------------------------------------------------------

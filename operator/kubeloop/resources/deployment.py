@@ -151,15 +151,17 @@ def http_route_name(deployment: str) -> str:
     return _fit(_dns1035(deployment), f"{deployment}/route")
 
 
-def endpoint_url(deployment: str, namespace: str, spec: DeploymentSpec) -> str:
-    """``status.endpoint``: the in-cluster URL of the stable endpoint.
+def endpoint_url(
+    deployment: str, namespace: str, spec: DeploymentSpec, *, gateway_address: str | None = None
+) -> str | None:
+    """``status.endpoint``: the URL clients use.
 
-    With the Gateway API the endpoint is the Gateway's; the route is still reachable through
-    the per-version Services, so the URL names the Gateway instead.
+    With the built-in router, the stable Service's in-cluster URL. With the Gateway API the
+    endpoint is the Gateway's: ``gateway_address`` is its ``status.addresses[0].value`` as
+    the controller read it (None while the Gateway has no address yet, and then so is this).
     """
-    if spec.traffic.router == "GatewayAPI" and spec.traffic.parent_ref is not None:
-        ref = spec.traffic.parent_ref
-        return f"gateway://{ref.namespace or namespace}/{ref.name}"
+    if spec.traffic.router == "GatewayAPI":
+        return f"http://{gateway_address}" if gateway_address else None
     port = spec.traffic.port
     host = f"{endpoint_service_name(deployment)}.{namespace}.svc"
     return f"http://{host}" if port == 80 else f"http://{host}:{port}"

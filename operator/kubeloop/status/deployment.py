@@ -16,9 +16,14 @@ timer)::
     request = analysis_due(spec, status, now)                       # None: nothing to analyse
     run = None
     if request is not None:
-        # scrape request.candidate's and request.stable's pods (/metrics; parse with
-        # kubeloop.analysis.exposition.parse_pod_metrics(text, version=str(number))), make
-        # windows against the previous scrape (kubeloop.analysis.window.version_window), then
+        # scrape the pods of request.candidate and request.stable (selector:
+        # resources.deployment.version_selector(owner, version); port 8080, GET /metrics),
+        # parse each page with analysis.exposition.parse_pod_metrics(text,
+        # version=str(known[v].number), model=known[v].model), keyed by pod UID; the window is
+        # analysis.window.version_window(baseline, current) where the baseline is the scrape
+        # taken when the step started (status.stepStartedAt; weights are constant within a
+        # step, so the window grows and evidence accumulates), or the previous scrape when the
+        # operator restarted and has none; then
         run = kubeloop.analysis.checks.analysis_run(
             request.analysis, candidate_window, stable_window, step=request.step, now=now_text,
             candidate_version=request.candidate, stable_version=request.stable,
@@ -44,9 +49,9 @@ Rules, in order of precedence:
 3. **First rollout** (no stable yet): the version takes 100% at once and becomes stable
    when its pods are ready.
 4. **Desired is stable**: Healthy; any candidate is dropped at once (the user rolled back in
-   the spec); a previous version still inside its scale-down delay is switched back to
-   instantly (that is what the delay is for).
-5. **A rollout** (desired is not stable): ``abort`` drops the candidate to 0 at once and holds
+   the spec).
+5. **A rollout** (desired is not stable): a previous version still inside its scale-down
+   delay is switched back to at once (that is what the delay is for); ``abort`` drops the candidate to 0 at once and holds
    it there (RolledBack); ``promote: <candidate>`` switches to it as soon as it is ready; a
    candidate aborted by analysis stays aborted until promoted by name or replaced by another
    version; otherwise the strategy runs:
