@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ from kubeloop.analysis.checks import (
     smoke_test_result,
 )
 from kubeloop.analysis.exposition import Histogram
+from kubeloop.analysis.smoke import smoke_records
 from kubeloop.analysis.window import VersionWindow
-from kubeloop.api.deployment import Analysis, AnalysisResult
+from kubeloop.api.deployment import Analysis, AnalysisResult, SmokeTest
 
 NOW = "2026-01-02T03:04:05Z"
 
@@ -301,3 +303,30 @@ def test_analysis_run_is_status_shaped() -> None:
     assert "errorRate: candidate 8.00% (80/1000) > 5.00%" in run.message
     wire = run.to_wire()
     assert wire["windowSeconds"] == 30.0 and wire["results"][1]["pValue"] < 0.05
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (None, "ConfigMap smoke key r.jsonl does not exist"),
+        ({"other": "{}"}, "does not exist"),
+        ({"r.jsonl": '{"a": 1}\n{"a": \n'}, "line 2: not JSON"),
+        ({"r.jsonl": "[1, 2]\n"}, "line 1: a record must be a JSON object"),
+        ({"r.jsonl": "\n\n"}, "holds no records"),
+        ({"r.jsonl": '{"a": 1}\n' * 101}, "more than 100 records"),
+    ],
+)
+def test_smoke_records_from_a_config_map_fail_clearly(
+    data: dict[str, str] | None, error: str
+) -> None:
+    test = SmokeTest.model_validate({"configMapRef": {"name": "smoke", "key": "r.jsonl"}})
+    with pytest.raises(ValueError, match=re.escape(error)):
+        smoke_records(test, data)
+
+
+def test_smoke_records() -> None:
+    inline = SmokeTest.model_validate({"records": [{"a": 1.5, "b": "x"}]})
+    assert smoke_records(inline) == [{"a": 1.5, "b": "x"}]
+    mapped = SmokeTest.model_validate({"configMapRef": {"name": "smoke", "key": "r.jsonl"}})
+    data = {"r.jsonl": '{"a": 1}\n\n{"a": 2, "b": null}\n'}
+    assert smoke_records(mapped, data) == [{"a": 1}, {"a": 2, "b": None}]
