@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubeloop.api.deployment import (
     AnalysisResult,
     AnalysisRun,
     DeploymentSpec,
     DeploymentStatus,
+    ModelSelector,
     Verdict,
+)
+from kubeloop.resources.common import Owner, WorkloadSettings
+from kubeloop.resources.deployment import (
+    LiveVersion,
+    ServedVersion,
+    build_children,
+    child_key,
 )
 from kubeloop.status.conditions import condition
 from kubeloop.status.deployment import (
@@ -615,3 +625,41 @@ def test_conditions_keep_their_transition_time() -> None:
 def test_timestamps_round_trip() -> None:
     assert parse_timestamp(timestamp(T0)) == T0
     assert timestamp(T0) == "2026-01-02T03:00:00Z"
+
+
+# --- the pure pipeline on the examples ------------------------------------------------------
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("deployment-*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
+def test_examples_roll_out_through_state_machine_and_builders(path: Path) -> None:
+    """What a handler does with each example: reconcile, then build the children."""
+    manifest = yaml.safe_load(path.read_text())
+    spec = DeploymentSpec.model_validate(manifest["spec"])
+    stage = spec.model.track.stage if spec.model.track else "None"
+    known = {"iris-v1": _version(1, stage), "iris-v2": _version(2)}
+    served = {
+        name: ServedVersion(name, "iris", v.number, f"s3://kubeloop/models/ml/iris/v{v.number}/model.onnx", "ab" * 32)
+        for name, v in known.items()
+    }  # fmt: skip
+    world = World(spec, known, {"iris-v1": READY, "iris-v2": READY})
+    world.tick()
+    assert world.status.stable_version == "iris-v1"
+    # then v2 is released and rolls out with the example's strategy
+    if spec.model.track is not None:
+        world.known = {"iris-v1": _version(1, "Archived"), "iris-v2": _version(2, stage)}
+    else:
+        world.spec = spec.model_copy(update={"model": ModelSelector(version="iris-v2")})
+    world.tick(1)
+    owner = Owner("Deployment", manifest["metadata"]["name"], "ml", "uid-1")
+    settings = WorkloadSettings("img", ("kubeloop",), "http://s3:8333", "kubeloop", "s3")
+    live = [LiveVersion.of(served[v.version], v) for v in world.status.versions]
+    children = build_children(owner, world.spec, live, settings)
+    keys = [child_key(c) for c in children]
+    assert len(keys) == len(set(keys))
+    assert {
+        ("apps/v1", "Deployment", f"{owner.name}-{v.version}") for v in world.status.versions
+    } <= set(keys)
+    assert {v.version for v in world.status.versions} <= {"iris-v1", "iris-v2"}
+    assert sum(v.weight for v in world.status.versions) == 100
