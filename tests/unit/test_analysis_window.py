@@ -164,3 +164,13 @@ def test_pod_delta_of_histograms_is_per_bucket() -> None:
     assert delta.buckets == ((0.01, 5.0), (math.inf, 8.0))
     assert delta.count == 8.0
     assert delta.sum == pytest.approx(0.2)
+
+
+def test_histograms_with_different_bounds_add_up_monotonically() -> None:
+    a = Histogram(((0.01, 5.0), (0.1, 9.0), (math.inf, 10.0)), 10.0)
+    b = Histogram(((0.05, 4.0), (math.inf, 4.0)), 4.0)
+    total = a.plus(b)
+    assert total.buckets == ((0.01, 5.0), (0.05, 9.0), (0.1, 13.0), (math.inf, 14.0))
+    counts = [count for _, count in total.buckets]
+    assert counts == sorted(counts)
+    assert total.count == 14.0

@@ -54,12 +54,28 @@ class Histogram:
         return _combine(self, other, -1.0)
 
 
+def _cumulative_at(buckets: tuple[tuple[float, float], ...], bound: float) -> float:
+    """The cumulative count at ``bound``: that of the largest bound not above it.
+
+    Histograms with different bucket bounds (two server releases) stay monotone when added;
+    the estimate errs low, which moves a quantile up: the cautious side for a latency bound.
+    """
+    value = 0.0
+    for upper, count in sorted(buckets):
+        if upper > bound:
+            break
+        value = count
+    return value
+
+
 def _combine(left: Histogram, right: Histogram, sign: float) -> Histogram:
     bounds = sorted({bound for bound, _ in left.buckets} | {bound for bound, _ in right.buckets})
-    lookup_left, lookup_right = dict(left.buckets), dict(right.buckets)
     return Histogram(
         buckets=tuple(
-            (bound, lookup_left.get(bound, 0.0) + sign * lookup_right.get(bound, 0.0))
+            (
+                bound,
+                _cumulative_at(left.buckets, bound) + sign * _cumulative_at(right.buckets, bound),
+            )
             for bound in bounds
         ),
         count=left.count + sign * right.count,
