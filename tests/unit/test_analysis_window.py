@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from prometheus_client import generate_latest
 
 from kubeloop.analysis.exposition import (
     Histogram,
@@ -13,6 +14,7 @@ from kubeloop.analysis.exposition import (
     parse_pod_metrics,
 )
 from kubeloop.analysis.window import pod_delta, version_window
+from kubeloop.api.modelversion import Signature
 
 PAGE = """\
 # HELP kubeloop_serve_requests_total Requests by endpoint and status code.
@@ -174,3 +176,33 @@ def test_histograms_with_different_bounds_add_up_monotonically() -> None:
     counts = [count for _, count in total.buckets]
     assert counts == sorted(counts)
     assert total.count == 14.0
+
+
+def test_the_servers_own_metrics_page_parses() -> None:
+    """The contract with ``kubeloop serve``: its /metrics page, read by analysis."""
+    serving = pytest.importorskip("kubeloop.serving.metrics")
+    numpy = pytest.importorskip("numpy")
+    signature = Signature.model_validate(
+        {
+            "inputs": [{"name": "x", "type": "number"}],
+            "output": {"task": "classification", "labels": ["a", "b"]},
+        }
+    )
+    metrics = serving.ServeMetrics("iris", "2", signature)
+    for _ in range(97):
+        metrics.request_done("predict", 200, 0.003)
+    for _ in range(3):
+        metrics.request_done("infer", 503, 0.2)
+    metrics.request_done("feedback", 200, 0.001)
+    metrics.observe_batch({"x": numpy.array([[1.0], [2.0], [3.0]])}, [numpy.array(["a", "b", "b"])])
+    metrics.feedback["correct"] += 8
+    metrics.feedback["incorrect"] += 2
+    page = generate_latest(metrics.registry).decode()
+
+    parsed = parse_pod_metrics(page, version="2", model="iris")
+    window = version_window({}, {"pod-uid-1": parsed})
+    assert (window.requests, window.errors) == (100, 3)
+    assert window.latency.count == 100
+    assert window.predictions.get("a") == 1.0 and window.predictions.get("b") == 2.0
+    assert (window.correct, window.incorrect) == (8, 2)
+    assert parse_pod_metrics(page, version="3").requests == {}
