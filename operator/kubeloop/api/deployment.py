@@ -231,13 +231,8 @@ class SmokeTest(KubeloopModel):
     preview's predictions must also match stable's on that share of the records.
     """
 
-    cel_rules = (
-        CelRule(
-            rule="has(self.records) != has(self.configMapRef)",
-            message="exactly one of smokeTest.records or smokeTest.configMapRef must be set",
-            holds=lambda t: (t.records is None) != (t.config_map_ref is None),
-        ),
-    )
+    # "Exactly one of records or configMapRef" is a policy rule on DeploymentSpec: records are
+    # free-form (number|string|bool values), which CRD CEL cannot type.
 
     records: list[dict[str, ParamValue]] | None = Field(
         default=None,
@@ -471,6 +466,20 @@ class DeploymentSpec(KubeloopModel):
             rule="!(has(self.promote) && self.abort)",
             message="spec.promote and spec.abort cannot be set together",
             holds=lambda s: s.promote is None or not s.abort,
+        ),
+        CelRule(
+            rule="!has(object.spec.strategy.blueGreen) || "
+            "!has(object.spec.strategy.blueGreen.smokeTest) || "
+            "has(object.spec.strategy.blueGreen.smokeTest.records) != "
+            "has(object.spec.strategy.blueGreen.smokeTest.configMapRef)",
+            message="exactly one of smokeTest.records or smokeTest.configMapRef must be set",
+            holds=lambda s: (
+                s.strategy.blue_green is None
+                or s.strategy.blue_green.smoke_test is None
+                or (s.strategy.blue_green.smoke_test.records is None)
+                != (s.strategy.blue_green.smoke_test.config_map_ref is None)
+            ),
+            scope="policy",
         ),
     )
 

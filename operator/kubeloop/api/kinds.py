@@ -117,16 +117,17 @@ KINDS: tuple[KindInfo, ...] = (
         short_names=("mldeploy", "mld"),
         model=Deployment,
         columns=(
-            PrinterColumn("Phase", "string", ".status.phase", "Rollout phase."),
-            PrinterColumn("Strategy", "string", ".spec.strategy.type", "Rollout strategy."),
+            PrinterColumn("Model", "string", ".status.model", "Registry name of the model."),
             PrinterColumn(
                 "Stable", "string", ".status.stableVersion", "Version serving most traffic."
             ),
-            PrinterColumn(
-                "Candidate", "string", ".status.candidateVersion", "Version rolling out."
-            ),
+            PrinterColumn("Canary", "string", ".status.candidateVersion", "Version rolling out."),
             PrinterColumn(
                 "Weight", "integer", ".status.canaryWeight", "Candidate's traffic percent."
+            ),
+            PrinterColumn("Phase", "string", ".status.phase", "Rollout phase."),
+            PrinterColumn(
+                "Strategy", "string", ".spec.strategy.type", "Rollout strategy.", priority=1
             ),
             PrinterColumn("Endpoint", "string", ".status.endpoint", "Stable endpoint.", priority=1),
             _AGE,
