@@ -1,0 +1,218 @@
+"""Shadow traffic that costs users nothing: a side channel from NGINX, replayed off the hot path.
+
+NGINX's ``mirror`` holds the client's request until the mirrored one has finished (measured:
+p50 +3 ms, throughput halved with a slow shadow). Here NGINX only writes a record of a sampled
+request *after* its response has gone out: an access-log line in the log phase, sent as one
+UDP syslog datagram to 127.0.0.1 (``render.py``). The cost on the request path is one
+``sendto`` of a datagram; nothing waits for the shadow.
+
+The controller receives the datagrams (``ShadowReceiver``), puts them on a bounded queue and a
+small pool of workers replays each one to the shadow version's endpoints (round robin) with
+``x-kubeloop-shadow: 1`` and the original ``x-request-id``. Answers are read and discarded;
+outcomes are counted. Whatever cannot keep up is dropped and counted, never queued without
+bound: a full queue is detected before a record is even parsed, so an overloaded shadow costs
+the router as little as possible. Datagrams the kernel drops when the socket buffer overflows
+are not seen by the controller; ``/proc/net/snmp`` (``Udp: RcvbufErrors``) shows them.
+
+Record format (one JSON object after the syslog header; NGINX ``escape=json``):
+``{"m": method, "u": request URI, "t": content type, "id": request id, "b": body}`` or
+``{"id": ..., "too_large": true}`` for a sampled request whose body NGINX did not hold in
+memory. ``escape=json`` escapes quotes, backslashes and control bytes but passes bytes above
+0x7f through unchanged, so a body that is not UTF-8 is decoded with ``surrogateescape`` and
+re-encoded byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from kubeloop.router.metrics import RouterMetrics
+from kubeloop.router.table import ShadowTarget
+
+log = logging.getLogger(__name__)
+
+SHADOW_HEADER = "x-kubeloop-shadow"
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    """One request to replay to the shadow version."""
+
+    method: str
+    uri: str
+    content_type: str
+    request_id: str
+    body: bytes
+
+
+class TooLarge:
+    """A sampled request whose body was not available to copy."""
+
+
+TOO_LARGE = TooLarge()
+
+
+def parse_datagram(data: bytes) -> ShadowRecord | TooLarge:
+    """The record in one syslog datagram from NGINX; ValueError when it is not one."""
+    start = data.find(b"{")
+    if start < 0:
+        raise ValueError("no JSON object in the datagram")
+    payload = data[start:]
+    fields: Any
+    try:
+        fields = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # A body with bytes that are not UTF-8 (NGINX passes them through unescaped).
+        fields = json.loads(payload.decode("utf-8", "surrogateescape"))
+    if not isinstance(fields, dict):
+        raise ValueError("the record is not a JSON object")
+    if fields.get("too_large"):
+        return TOO_LARGE
+    try:
+        uri = str(fields["u"])
+        if not uri.startswith("/"):
+            raise ValueError(f"request URI {uri!r} is not a path")
+        return ShadowRecord(
+            method=str(fields["m"]),
+            uri=uri,
+            content_type=str(fields.get("t", "")),
+            request_id=str(fields.get("id", "")),
+            body=str(fields.get("b", "")).encode("utf-8", "surrogateescape"),
+        )
+    except KeyError as missing:
+        raise ValueError(f"the record has no {missing}") from None
+
+
+class ShadowReplayer:
+    """A bounded queue of shadow records and the workers that replay them."""
+
+    def __init__(
+        self,
+        metrics: RouterMetrics,
+        *,
+        concurrency: int = 32,
+        queue_size: int = 4096,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._timeout = timeout_seconds
+        self._queue: asyncio.Queue[ShadowRecord] = asyncio.Queue(maxsize=queue_size)
+        self._endpoints: tuple[str, ...] = ()
+        self._next = itertools.count()
+        self._counts = {
+            result: metrics.shadow_copies.labels(result=result)
+            for result in ("sent", "failed", "dropped", "too_large")
+        }
+
+    def set_target(self, target: ShadowTarget | None) -> None:
+        """Replay to ``target``'s endpoints from now on (None: drop every record)."""
+        self._endpoints = () if target is None else target.endpoints
+
+    def offer(self, data: bytes) -> None:
+        """Queue one datagram's record, or count why it was not queued. Never blocks."""
+        if not self._endpoints or self._queue.full():
+            self._counts["dropped"].inc()
+            return
+        try:
+            record = parse_datagram(data)
+        except ValueError as error:
+            log.warning("unreadable shadow record: %s", error)
+            self._counts["failed"].inc()
+            return
+        if isinstance(record, TooLarge):
+            self._counts["too_large"].inc()
+            return
+        self._queue.put_nowait(record)
+
+    async def run(self) -> None:
+        """Replay queued records until cancelled."""
+        connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=None)
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as session:
+            workers = [asyncio.create_task(self._work(session)) for _ in range(self._concurrency)]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _work(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            record = await self._queue.get()
+            self._metrics.shadow_queue.set(self._queue.qsize())
+            endpoints = self._endpoints
+            if not endpoints:
+                self._counts["dropped"].inc()
+                continue
+            endpoint = endpoints[next(self._next) % len(endpoints)]
+            headers = {SHADOW_HEADER: "1"}
+            if record.request_id:
+                headers["x-request-id"] = record.request_id
+            if record.content_type:
+                headers["content-type"] = record.content_type
+            try:
+                async with session.request(
+                    record.method,
+                    URL(f"http://{endpoint}{record.uri}", encoded=True),
+                    data=record.body or None,
+                    headers=headers,
+                    allow_redirects=False,
+                ) as response:
+                    await response.read()
+                    result = "sent" if response.status < 500 else "failed"
+            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+                log.debug("shadow copy to %s failed: %r", endpoint, error)
+                result = "failed"
+            self._counts[result].inc()
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self, replayer: ShadowReplayer) -> None:
+        self._replayer = replayer
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._replayer.offer(data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("shadow side channel error: %s", exc)
+
+
+class ShadowReceiver:
+    """The UDP socket on 127.0.0.1 that NGINX's syslog access log sends records to."""
+
+    def __init__(self, replayer: ShadowReplayer, port: int, receive_buffer: int = 4 << 20):
+        self._replayer = replayer
+        self._port = port
+        self._receive_buffer = receive_buffer
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        """Bind the socket and start handing datagrams to the replayer."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):  # capped by net.core.rmem_max; best effort
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
+        sock.bind(("127.0.0.1", self._port))
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _DatagramProtocol(self._replayer), sock=sock
+        )
+
+    def close(self) -> None:
+        """Stop receiving."""
+        if self._transport is not None:
+            self._transport.close()
