@@ -487,6 +487,35 @@ def test_gates_reject_with_numbers_and_promotion_archives_the_previous_productio
     assert productions == ["churn-v3"]
 
 
+def test_a_model_version_whose_artifact_has_another_digest_is_rejected(
+    kubectl: Kubectl, operator_namespace: str
+) -> None:
+    namespace = operator_namespace
+    original = _mv(kubectl, namespace, "churn-v1")
+    assert original["status"]["artifactVerified"] is True  # re-read from S3 by the operator
+    forged = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "churn-v90", "labels": {"kubeloop.io/model": "churn-forged"}},
+        "spec": {
+            **{k: v for k, v in original["spec"].items() if k not in ("stage", "championScore")},
+            "model": "churn-forged",
+            "version": 90,
+            "artifact": {**original["spec"]["artifact"], "sha256": "0" * 64},
+        },
+    }
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(forged))
+    rejected = wait_until(
+        lambda: (mv := _mv(kubectl, namespace, "churn-v90")).get("status", {}).get("phase") and mv,
+        timeout=60,
+        what="gates of churn-v90",
+    )
+    assert rejected["status"]["phase"] == "Rejected"
+    assert rejected["status"]["artifactVerified"] is False
+    assert rejected["status"]["message"].startswith("artifact not verified: ")
+    assert original["spec"]["artifact"]["sha256"] in rejected["status"]["message"]
+
+
 def test_operator_killed_mid_training_makes_exactly_one_job_and_one_model_version(
     kubectl: Kubectl, operator_namespace: str
 ) -> None:
@@ -540,7 +569,8 @@ def test_operator_metrics_count_reconciles_and_objects_by_phase(operator_namespa
     )
     assert 'kubeloop_reconcile_duration_seconds_count{kind="Dataset"}' in text
     assert 'kubeloop_objects{kind="TrainingRun",phase="Succeeded"}' in text
-    assert 'kubeloop_objects{kind="ModelVersion",phase="Rejected"} 1.0' in text
+    # churn-v2 (its gate) and churn-v90 (its forged digest)
+    assert 'kubeloop_objects{kind="ModelVersion",phase="Rejected"} 2.0' in text
 
 
 def _metrics_text() -> str:

@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from kubeloop.api.modelversion import ChampionScore, ModelVersionSpec, ModelVersionStatus
-from kubeloop.status.modelversion import evaluate_gates, gates_evaluated, primary_metric
+from kubeloop.status.modelversion import (
+    ArtifactCheck,
+    evaluate_gates,
+    gates_evaluated,
+    primary_metric,
+)
 
 NOW = "2026-11-27T10:00:00Z"
 
@@ -98,7 +103,7 @@ def test_champion_gate_prefers_the_score_on_the_same_test_set(
         spec = spec.model_copy(update={"champion_score": ChampionScore.model_validate(score)})
     (result,) = evaluate_gates(spec, ("churn-v1", {"f1": 0.78}))
     assert result.threshold == reference
-    assert result.passed is (0.80 >= reference)
+    assert result.passed is (reference <= 0.80)
     assert basis in result.message
 
 
@@ -132,3 +137,24 @@ def test_all_passed_is_validated_with_a_headline_metric() -> None:
     assert status.champion == "churn-v1"
     assert status.observed_generation == 3
     assert primary_metric(_spec({}, {})) is None
+
+
+def test_a_bad_artifact_rejects_whatever_the_gates_say() -> None:
+    spec = _spec({"f1": 0.9}, {"thresholds": [{"metric": "f1", "min": 0.5}]})
+    bad = ArtifactCheck(False, "s3://b/m.onnx has sha256 abc, the ModelVersion says def")
+    status = gates_evaluated(ModelVersionStatus(), spec, None, now=NOW, generation=1, artifact=bad)
+    assert status.phase == "Rejected"
+    assert status.artifact_verified is False
+    assert status.message.startswith("artifact not verified: s3://b/m.onnx has sha256 abc")
+    (condition,) = [c for c in status.conditions if c.type == "ArtifactVerified"]
+    assert (condition.status, condition.reason) == ("False", "DigestMismatch")
+
+    good = ArtifactCheck(True, "sha256 re-read")
+    status = gates_evaluated(ModelVersionStatus(), spec, None, now=NOW, generation=1, artifact=good)
+    assert (status.phase, status.artifact_verified) == ("Validated", True)
+
+    unknown = ArtifactCheck(None, "not checked")
+    status = gates_evaluated(
+        ModelVersionStatus(), spec, None, now=NOW, generation=1, artifact=unknown
+    )
+    assert (status.phase, status.artifact_verified) == ("Validated", None)

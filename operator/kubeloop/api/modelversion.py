@@ -225,6 +225,16 @@ class ModelVersionStatus(KubeloopModel):
     champion: str | None = Field(
         default=None, description="Production version the gates compared against, if any."
     )
+    artifact_verified: bool | None = Field(
+        default=None,
+        description=(
+            "Whether the artifact re-read from S3 has spec.artifact.sha256; false makes the "
+            "version Rejected (it is never served); unset when the operator cannot read S3."
+        ),
+    )
+    artifact_message: str = Field(
+        default="", max_length=1024, description="What the artifact check found."
+    )
     stage: Stage | None = Field(default=None, description="Stage last acted on by the operator.")
     stage_history: list[StageChange] = Field(
         default_factory=list, max_length=50, description="Stage changes, newest last."

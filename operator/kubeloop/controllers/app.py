@@ -74,8 +74,9 @@ def run(settings: OperatorSettings) -> int:
     operator_metrics = metrics.OperatorMetrics()
     metrics.register(operator_metrics)
     dataset.register(settings, adapter, operator_metrics)
-    trainingrun.register(settings, adapter, _object_store(), operator_metrics)
-    modelversion.register(adapter, operator_metrics)
+    store = _object_store()
+    trainingrun.register(settings, adapter, store, operator_metrics)
+    modelversion.register(adapter, store, operator_metrics)
     if settings.webhook_host:
         admission.register()
     else:

@@ -19,7 +19,16 @@ from kubeloop.controllers.admission import CHANGED_BY, OVERRIDE
 from kubeloop.controllers.common import Logger, now
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.k8s import KubernetesAdapter
-from kubeloop.status.modelversion import gates_evaluated
+from kubeloop.status.modelversion import ArtifactCheck, gates_evaluated
+from kubeloop.storage import (
+    AccessDenied,
+    BucketNotFound,
+    DigestMismatch,
+    ObjectNotFound,
+    ObjectStore,
+    S3Uri,
+    StorageError,
+)
 
 PLURAL = "modelversions"
 _HISTORY = 50
@@ -34,7 +43,37 @@ def _stage_manager(body: dict[str, Any]) -> str:
     return ""
 
 
-def register(adapter: KubernetesAdapter, metrics: OperatorMetrics) -> None:
+class _Discard:
+    """A sink for bytes that only need hashing."""
+
+    def write(self, data: bytes, /) -> int:
+        return len(data)
+
+
+def verify_artifact(store: ObjectStore | None, uri: str, sha256: str) -> ArtifactCheck:
+    """Re-read the artifact from S3 and compare its sha256 with the registry's.
+
+    Problems that say the artifact is wrong or gone are a verdict (False); an unreachable
+    store is not, so it raises and Kopf retries.
+    """
+    if store is None:
+        return ArtifactCheck(None, "not checked: the operator has no S3 settings (KUBELOOP_S3_*)")
+    try:
+        result = store.download_verified(S3Uri.parse(uri), _Discard(), sha256)
+    except DigestMismatch as exc:
+        return ArtifactCheck(
+            False, f"{uri} has sha256 {exc.actual}, the ModelVersion says {sha256}"
+        )
+    except (ObjectNotFound, BucketNotFound, AccessDenied) as exc:
+        return ArtifactCheck(False, f"{uri} cannot be read: {exc}")
+    except ValueError as exc:  # a URI the storage layer refuses
+        return ArtifactCheck(False, f"{uri} is not a usable artifact URI: {exc}")
+    return ArtifactCheck(True, f"sha256 {sha256[:12]}... re-read from S3 ({result.size} bytes)")
+
+
+def register(
+    adapter: KubernetesAdapter, store: ObjectStore | None, metrics: OperatorMetrics
+) -> None:
     """Register the ModelVersion handlers with Kopf."""
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
@@ -57,8 +96,19 @@ def register(adapter: KubernetesAdapter, metrics: OperatorMetrics) -> None:
             ),
             None,
         )
+        try:
+            artifact = verify_artifact(
+                store, version.spec.artifact.uri, version.spec.artifact.sha256
+            )
+        except StorageError as exc:
+            raise kopf.TemporaryError(f"cannot verify the artifact yet: {exc}", delay=15) from exc
         evaluated = gates_evaluated(
-            status, version.spec, champion, now=now(), generation=body.metadata.get("generation")
+            status,
+            version.spec,
+            champion,
+            now=now(),
+            generation=body.metadata.get("generation"),
+            artifact=artifact,
         )
         evaluated.stage = version.spec.stage
         patch.status.update(evaluated.to_wire())

@@ -4,10 +4,13 @@ Absolute thresholds compare the version's test metrics with bounds; the champion
 compares it with the model's current Production version on the same metric (lower is better
 for losses and errors), preferably as the trainer scored that champion on this version's own
 test set (``spec.championScore``), else from the champion's stored metrics, saying which; the fairness gate bounds the demographic parity difference. A gate
-whose metric is missing fails and says so: an unmeasured model is not a validated one.
+whose metric is missing fails and says so: an unmeasured model is not a validated one. An
+artifact whose bytes, re-read from S3, do not have the recorded sha256 rejects the version.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from kubeloop.api.estimators import LOWER_IS_BETTER
 from kubeloop.api.modelversion import GateResult, ModelVersionSpec, ModelVersionStatus
@@ -135,6 +138,14 @@ def primary_metric(spec: ModelVersionSpec) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ArtifactCheck:
+    """The artifact re-read from S3: ``ok`` None when it could not be checked at all."""
+
+    ok: bool | None
+    message: str
+
+
 def gates_evaluated(
     current: ModelVersionStatus,
     spec: ModelVersionSpec,
@@ -142,18 +153,42 @@ def gates_evaluated(
     *,
     now: str,
     generation: int | None,
+    artifact: ArtifactCheck | None = None,
 ) -> ModelVersionStatus:
-    """The status after the gates ran: Validated when all passed, else Rejected with numbers."""
+    """The status after the gates ran: Validated when all passed, else Rejected with numbers.
+
+    An artifact whose bytes do not have the recorded sha256 rejects the version whatever its
+    gates say: the registry must never offer a model it cannot vouch for.
+    """
     status = current.model_copy(deep=True)
     status.observed_generation = generation
     results = evaluate_gates(spec, champion)
     status.gate_results = results
     status.champion = champion[0] if champion else None
     status.primary_metric = primary_metric(spec)
+    if artifact is not None:
+        status.artifact_verified = artifact.ok
+        status.artifact_message = artifact.message[:1024]
+        status.conditions = set_condition(
+            status.conditions,
+            type_="ArtifactVerified",
+            status={True: "True", False: "False", None: "Unknown"}[artifact.ok],
+            reason={True: "DigestMatches", False: "DigestMismatch", None: "NotChecked"}[
+                artifact.ok
+            ],
+            message=artifact.message,
+            now=now,
+            generation=generation,
+        )
     failed = [r for r in results if not r.passed]
-    if failed:
+    bad_artifact = artifact is not None and artifact.ok is False
+    if failed or bad_artifact:
         status.phase = "Rejected"
-        status.message = "; ".join(r.message for r in failed)
+        reasons = [r.message for r in failed]
+        if bad_artifact:
+            assert artifact is not None  # noqa: S101 - narrowed above
+            reasons.insert(0, f"artifact not verified: {artifact.message}")
+        status.message = "; ".join(reasons)
     else:
         status.phase = "Validated"
         status.message = f"{len(results)} gate(s) passed" if results else "no gates declared"
