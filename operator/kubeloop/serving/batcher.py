@@ -1,16 +1,25 @@
 """Adaptive micro-batching: many concurrent requests, one onnxruntime call.
 
-Requests append their validated columns to a queue and await a future. One task takes what is
-queued (up to ``max_rows`` rows) and runs it in a single worker thread, so at most one batch
-runs at a time and the event loop keeps accepting requests meanwhile: under load the queue
-fills while the previous batch runs, which is where most of the batching comes from, with no
-timer at all. Before running, the batcher may wait a little longer, but only while requests
+Requests append their validated rows to a queue and await a future. One task takes what is
+queued (up to ``max_rows`` rows) and runs it, so at most one batch runs at a time: under load
+the queue fills while the previous batch runs and while the loop parses other requests, which
+is where most of the batching comes from, with no timer at all.
+
+Where ``run`` executes is a choice (``in_thread``). On the event loop thread (the default) it
+costs nothing to hand over; in a worker thread the loop keeps parsing requests while
+onnxruntime computes, but every batch pays a thread hand-off and the GIL ping-pong between
+the two threads (the worker waits up to the interpreter's switch interval to get the GIL back
+from a busy loop). Measured with a 100-tree model at 32 connections on two cores: about
+23k requests/s on the loop thread against 15-20k in a worker thread, p99 5 ms against 13-50 ms.
+A model whose batches take milliseconds is the case for the thread. Before running, the batcher may wait a little longer, but only while requests
 keep arriving: it yields to the event loop and goes on only if the queue grew, at most
 ``max_wait`` seconds in total. A lone request therefore runs at once (two event-loop turns
 later), and a burst is not cut in two by a fixed window.
 
-Outputs are split back by row offsets (views, no copies); an error in the model call fails
-every request of that batch with the same exception (a genuine server fault, a 500).
+The batcher does not look inside requests: ``run`` gets the list of queued payloads and
+returns one result per payload (the server builds one array per column for the whole batch and
+splits the outputs back). An error in ``run`` fails every request of that batch with the same
+exception (a genuine server fault, a 500).
 """
 
 from __future__ import annotations
@@ -20,13 +29,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Generic, TypeVar
 
-import numpy as np
-
-Array = np.ndarray[Any, Any]
-Columns = dict[str, Array]
-RunBatch = Callable[[Columns, int], list[Array]]
+Payload = TypeVar("Payload")
+Result = TypeVar("Result")
 _IDLE_TURNS = 2  # event-loop turns without a new request before a batch stops waiting
 
 
@@ -34,25 +40,30 @@ class BatcherClosed(Exception):
     """The batcher is shutting down and takes no new work."""
 
 
-class MicroBatcher:
-    """Batches concurrent ``submit`` calls into ``run(columns, rows)`` calls in one thread."""
+class MicroBatcher(Generic[Payload, Result]):
+    """Batches concurrent ``submit`` calls into ``run(payloads)`` calls in one thread."""
 
     def __init__(
         self,
-        run: RunBatch,
+        run: Callable[[list[Payload]], list[Result]],
         *,
         max_rows: int,
         max_wait: float,
         on_batch: Callable[[int], None] | None = None,
+        in_thread: bool = False,
     ) -> None:
         self._run = run
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._on_batch = on_batch
-        self._queue: deque[tuple[Columns, int, asyncio.Future[list[Array]]]] = deque()
+        self._queue: deque[tuple[Payload, int, asyncio.Future[Result]]] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeloop-infer")
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeloop-infer")
+            if in_thread
+            else None
+        )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
@@ -60,12 +71,12 @@ class MicroBatcher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="micro-batcher")
 
-    async def submit(self, columns: Columns, rows: int) -> list[Array]:
-        """The model's outputs for these rows (arrays with ``rows`` rows each)."""
+    async def submit(self, payload: Payload, rows: int) -> Result:
+        """``run``'s result for this payload of ``rows`` rows."""
         if self._closing:
             raise BatcherClosed("the server is shutting down")
-        future: asyncio.Future[list[Array]] = asyncio.get_running_loop().create_future()
-        self._queue.append((columns, rows, future))
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((payload, rows, future))
         self._queued_rows += rows
         if not self._wakeup.is_set():
             self._wakeup.set()
@@ -77,7 +88,8 @@ class MicroBatcher:
         self._wakeup.set()
         if self._task is not None:
             await self._task
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,8 +104,12 @@ class MicroBatcher:
                 await self._gather_arrivals()
             items = self._take()
             rows = sum(item[1] for item in items)
+            payloads = [item[0] for item in items]
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run_batch, items, rows)
+                if self._executor is None:
+                    results = self._run(payloads)
+                else:
+                    results = await loop.run_in_executor(self._executor, self._run, payloads)
             except BaseException as exc:
                 for _, _, future in items:
                     if not future.done():
@@ -104,11 +120,9 @@ class MicroBatcher:
             self.batches += 1
             if self._on_batch is not None:
                 self._on_batch(rows)
-            start = 0
-            for _, count, future in items:
+            for (_, _, future), result in zip(items, results, strict=True):
                 if not future.done():  # the client may have gone away
-                    future.set_result([output[start : start + count] for output in outputs])
-                start += count
+                    future.set_result(result)
 
     async def _gather_arrivals(self) -> None:
         deadline = time.monotonic() + self._max_wait
@@ -124,7 +138,7 @@ class MicroBatcher:
             if time.monotonic() >= deadline:
                 return
 
-    def _take(self) -> list[tuple[Columns, int, asyncio.Future[list[Array]]]]:
+    def _take(self) -> list[tuple[Payload, int, asyncio.Future[Result]]]:
         items = [self._queue.popleft()]
         rows = items[0][1]
         while self._queue and rows + self._queue[0][1] <= self._max_rows:
@@ -133,12 +147,3 @@ class MicroBatcher:
             rows += item[1]
         self._queued_rows -= rows
         return items
-
-    def _run_batch(
-        self, items: list[tuple[Columns, int, asyncio.Future[list[Array]]]], rows: int
-    ) -> list[Array]:
-        if len(items) == 1:
-            return self._run(items[0][0], rows)
-        names = items[0][0].keys()
-        feeds = {name: np.concatenate([item[0][name] for item in items]) for name in names}
-        return self._run(feeds, rows)

@@ -102,13 +102,47 @@ class Histogram:
         return sum(self.counts)
 
 
-class _NumericFeature:
-    def __init__(self, name: str, edges: Sequence[float]) -> None:
-        self.name = name
-        # Inner decile edges only: outer ones would put the extremes in a bucket of their own.
-        inner = [float(e) for e in edges[1:-1] if e is not None] if len(edges) > 2 else []
-        self.histogram = Histogram(inner, left_closed=True)
-        self.missing = 0
+class _NumericBlock:
+    """Histograms of all numeric features at once: a few numpy calls per batch, whatever k is.
+
+    Every feature has its bins (the profile's left-closed rule: bin = how many inner edges are
+    <= the value) plus one slot for missing values, laid out in one flat counter array.
+    """
+
+    def __init__(self, names: list[str], edges: list[list[float]]) -> None:
+        self.names = names
+        self.inner = [sorted({float(e) for e in feature_edges}) for feature_edges in edges]
+        width = max((len(inner) for inner in self.inner), default=0)
+        padded = np.full((len(names), max(width, 1)), np.inf)
+        for index, inner in enumerate(self.inner):
+            padded[index, : len(inner)] = inner
+        self._edges = padded[None, :, :]
+        sizes = np.array([len(inner) + 2 for inner in self.inner], dtype=np.int64)  # bins + missing
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self._missing_slot = (sizes - 1)[None, :]
+        self.counts = np.zeros(int(sizes.sum()), dtype=np.int64)
+        self.sums = np.zeros(len(names), dtype=np.float64)
+
+    def observe(self, matrix: Array) -> None:
+        values = matrix.astype(np.float64)
+        missing = np.isnan(values)
+        bins = (values[:, :, None] >= self._edges).sum(axis=2)
+        bins = np.where(missing, self._missing_slot, bins) + self._offsets[None, :]
+        self.counts += np.bincount(bins.ravel(), minlength=self.counts.size)
+        self.sums += np.nansum(values, axis=0)
+
+    def feature(self, index: int) -> tuple[list[tuple[str, float]], float, int]:
+        """Buckets (cumulative, ``le`` = inner edges then +Inf), sum, and missing count."""
+        start = int(self._offsets[index])
+        inner = self.inner[index]
+        counts = self.counts[start : start + len(inner) + 1].tolist()
+        missing = int(self.counts[start + len(inner) + 1])
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip([*inner, float("inf")], counts, strict=True):
+            cumulative += count
+            buckets.append((_go_float(bound), cumulative))
+        return buckets, float(self.sums[index]), missing
 
 
 class _CategoricalFeature:
@@ -147,7 +181,7 @@ class ServeMetrics(Collector):
         self.feedback_unmatched = 0
         self.feedback_abs_error = Histogram(ERROR_BUCKETS)
         self._lock = threading.Lock()
-        self._numeric: list[_NumericFeature] = []
+        self._numeric = _NumericBlock([], [])
         self._categorical: list[_CategoricalFeature] = []
         self._labels: list[str] = []
         self._label_index: dict[str, int] = {}
@@ -160,12 +194,15 @@ class ServeMetrics(Collector):
     def configure(self, signature: Signature, profile: dict[str, Any] | None) -> None:
         """Set up feature and prediction series once the model (and profile) are known."""
         columns = _profile_columns(profile)
-        numeric: list[_NumericFeature] = []
+        numeric_names: list[str] = []
+        numeric_edges: list[list[float]] = []
         categorical: list[_CategoricalFeature] = []
         for spec in signature.inputs:
             known = columns.get(spec.name, {})
             if spec.type in ("number", "integer"):
-                numeric.append(_NumericFeature(spec.name, known.get("binEdges") or []))
+                edges = [e for e in (known.get("binEdges") or [])[1:-1] if e is not None]
+                numeric_names.append(spec.name)
+                numeric_edges.append(edges)
             else:
                 if spec.type == "boolean":
                     categories = ["false", "true"]
@@ -176,7 +213,8 @@ class ServeMetrics(Collector):
                 categorical.append(_CategoricalFeature(spec.name, categories))
         labels = list(signature.output.labels or [])
         with self._lock:
-            self._numeric, self._categorical = numeric, categorical
+            self._numeric = _NumericBlock(numeric_names, numeric_edges)
+            self._categorical = categorical
             self._labels = labels
             self._label_index = {label: i for i, label in enumerate(labels)}
             self._predictions = [0] * (len(labels) + 1)  # the last slot: a label not listed
@@ -201,11 +239,8 @@ class ServeMetrics(Collector):
     def observe_batch(self, feeds: dict[str, Array], outputs: list[Array]) -> None:
         """Feature and prediction statistics of one batch."""
         with self._lock:
-            for numeric in self._numeric:
-                values = feeds[numeric.name].ravel()
-                present = values[~np.isnan(values)]
-                numeric.missing += int(values.size - present.size)
-                numeric.histogram.observe_many(present)
+            if self._numeric.names:
+                self._numeric.observe(np.hstack([feeds[name] for name in self._numeric.names]))
             for categorical in self._categorical:
                 index, other = categorical.index, categorical.other
                 counts = categorical.counts
@@ -294,11 +329,10 @@ class ServeMetrics(Collector):
             "Categorical feature values; categories outside the training profile are __other__.",
             labels=[*base_labels, "feature", "category"],
         )
-        for numeric in self._numeric:
-            values.add_metric(
-                [*base, numeric.name], numeric.histogram.buckets(), numeric.histogram.total
-            )
-            missing.add_metric([*base, numeric.name], numeric.missing)
+        for index, name in enumerate(self._numeric.names):
+            buckets, total, absent = self._numeric.feature(index)
+            values.add_metric([*base, name], buckets, total)
+            missing.add_metric([*base, name], absent)
         for categorical in self._categorical:
             for category, count in zip(categorical.categories, categorical.counts, strict=True):
                 categories.add_metric([*base, categorical.name, category], count)

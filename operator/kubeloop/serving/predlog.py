@@ -21,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,25 +129,16 @@ class FeedbackMemory:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[str, list[Any]] = OrderedDict()
+        self._items: OrderedDict[str, Sequence[Any]] = OrderedDict()
 
-    def remember(self, request_id: str, predictions: list[Any]) -> None:
+    def remember(self, request_id: str, predictions: Sequence[Any]) -> None:
         items = self._items
         items[request_id] = predictions
         if len(items) > self._capacity:
             items.popitem(last=False)
 
-    def lookup(self, request_id: str) -> list[Any] | None:
+    def lookup(self, request_id: str) -> Sequence[Any] | None:
         return self._items.get(request_id)
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def finite_or_none(values: list[float]) -> list[float | None]:
-    """JSON has no NaN: missing numbers are written as null."""
-    return [None if math.isnan(v) else v for v in values]
-
-
-def unix_time() -> float:
-    return time.time()

@@ -58,6 +58,13 @@ class ServeSettings(BaseSettings):
         le=1000,
         description="longest a batch waits for more rows, and only while requests keep arriving",
     )
+    inference_thread: bool = Field(
+        default=False,
+        description=(
+            "run onnxruntime in a worker thread instead of on the event loop thread (for models "
+            "whose batches take milliseconds; slower for small models, see batcher.py)"
+        ),
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="largest request body (413 above)"
     )

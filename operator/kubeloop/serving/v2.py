@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from kubeloop.serving.schema import Array, RequestError, RequestSchema, loads
+from kubeloop.serving.schema import RequestError, RequestSchema, Rows, loads
 
 NUMERIC_DATATYPES: Final = {
     "FP16": "<f2",
@@ -43,8 +43,7 @@ _LENGTH = struct.Struct("<I")
 class V2Request:
     """A decoded, validated inference request."""
 
-    columns: dict[str, Array]
-    rows: int
+    rows: Rows
     id: str | None = None
     outputs: list[str] | None = None  # requested outputs (None: all)
     binary_outputs: set[str] = field(default_factory=set)
@@ -86,7 +85,7 @@ def parse_request(
     if request_id is not None and type(request_id) is not str:
         raise RequestError(422, "'id' must be a string", "id")
     parameters = _parameters(document.get("parameters"), "parameters")
-    columns: dict[str, Array] = {}
+    columns: dict[str, list[Any]] = {}
     rows = -1
     offset = 0
     for index, tensor in enumerate(inputs):
@@ -108,15 +107,15 @@ def parse_request(
             if not codec.nullable:
                 raise RequestError(422, f"missing input {codec.name!r}", codec.name)
             filler = [None] * rows
-            columns[codec.name] = codec.from_values(filler, "").reshape(-1, 1)
-    request = V2Request(columns, rows, request_id)
+            columns[codec.name] = codec.from_values(filler, "")
+    request = V2Request(schema.rows(columns, rows), request_id)
     _requested_outputs(document.get("outputs"), parameters, outputs, request)
     return request
 
 
 def _parse_input(
     index: int, tensor: Any, schema: RequestSchema, tail: bytes, offset: int
-) -> tuple[str, int, Array, int]:
+) -> tuple[str, int, list[Any], int]:
     """One input tensor: its name, rows, validated column, and the next binary offset."""
     where = f"inputs[{index}]"
     if type(tensor) is not dict:
@@ -145,7 +144,7 @@ def _parse_input(
             )
         raw = tail[offset : offset + binary_size]
         values = _binary_values(raw, datatype, count, codec.numeric, name)
-        column = codec.from_array(values, where_row).reshape(-1, 1)
+        column = codec.from_values(values, where_row)
         return name, count, column, offset + binary_size
     data = tensor.get("data")
     if type(data) is not list:
@@ -156,7 +155,7 @@ def _parse_input(
             422, f"input {name!r}: shape says {count} values, data has {len(flat)}", name
         )
     _check_datatype(datatype, codec.numeric, codec.type == "boolean", name)
-    return name, count, codec.from_values(flat, where_row).reshape(-1, 1), offset
+    return name, count, codec.from_values(flat, where_row), offset
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -202,7 +201,7 @@ def _check_datatype(datatype: str, numeric: bool, boolean: bool, name: str) -> N
     raise RequestError(422, f"input {name!r}: datatype {datatype[:20]!r}, expected {wanted}", name)
 
 
-def _binary_values(raw: bytes, datatype: str, count: int, numeric: bool, name: str) -> Array:
+def _binary_values(raw: bytes, datatype: str, count: int, numeric: bool, name: str) -> list[Any]:
     if numeric:
         dtype = NUMERIC_DATATYPES.get(datatype)
         if dtype is None:
@@ -214,14 +213,17 @@ def _binary_values(raw: bytes, datatype: str, count: int, numeric: bool, name: s
             raise RequestError(
                 422, f"input {name!r}: {len(raw)} bytes of {datatype} for {count} values", name
             )
-        return np.frombuffer(raw, dtype=dtype).astype(np.float64)
+        values: list[Any] = np.frombuffer(raw, dtype=dtype).tolist()
+        return values
     if datatype == "BOOL":
         if len(raw) != count:
             raise RequestError(422, f"input {name!r}: {len(raw)} bytes of BOOL", name)
-        return np.frombuffer(raw, dtype=np.bool_).astype(object)
+        flags: list[Any] = np.frombuffer(raw, dtype=np.bool_).tolist()
+        return flags
     if datatype != "BYTES":
         raise RequestError(422, f"input {name!r}: datatype {datatype[:20]!r}, expected BYTES", name)
-    return np.array(deserialize_bytes(raw, count, name), dtype=object)
+    texts: list[Any] = deserialize_bytes(raw, count, name)
+    return texts
 
 
 def deserialize_bytes(raw: bytes, count: int, name: str) -> list[str]:
@@ -287,7 +289,7 @@ def encode_response(
     model: str,
     version: str,
     request_id: str | None,
-    tensors: list[tuple[OutputTensor, Array]],
+    tensors: list[tuple[OutputTensor, list[Any]]],
     request: V2Request,
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary tensors follow."""
@@ -297,18 +299,19 @@ def encode_response(
     for tensor, values in tensors:
         if wanted is not None and tensor.name not in wanted:
             continue
-        rows = values.shape[0]
+        rows = len(values)
         shape = [rows] if tensor.width is None else [rows, tensor.width]
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": shape}
         if tensor.name in request.binary_outputs:
             if tensor.datatype == "BYTES":
-                blob = serialize_bytes([str(v) for v in values.ravel().tolist()])
+                blob = serialize_bytes([str(v) for v in values])
             else:
-                blob = np.ascontiguousarray(values, dtype="<f4").tobytes()
+                blob = np.asarray(values, dtype="<f4").tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = values.ravel().tolist()
+            nested = tensor.width is not None and tensor.width > 1
+            entry["data"] = [v for row in values for v in row] if nested else values
         described.append(entry)
     document: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": described}
     if request_id is not None:
