@@ -29,6 +29,7 @@ _PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "services",
     ("v1", "ServiceAccount"): "serviceaccounts",
     ("v1", "Pod"): "pods",
+    ("v1", "ConfigMap"): "configmaps",
     ("apps/v1", "Deployment"): "deployments",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
@@ -91,6 +92,18 @@ class KubernetesAdapter:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """One object of a managed kind, or None when it does not exist."""
+        path = _collection_path(api_version, kind, namespace)
+        try:
+            return self._call("GET", f"{path}/{name}")
+        except ApiException as error:
+            if error.status == _NOT_FOUND:
+                return None
+            raise
 
     def list_objects(
         self, api_version: str, kind: str, namespace: str, label_selector: str

@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from kubeloop import API_GROUP
-from kubeloop.controllers import admission, dataset, metrics, modelversion, trainingrun
+from kubeloop.controllers import admission, dataset, deployment, metrics, modelversion, trainingrun
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
 from kubeloop.storage import ObjectStore, S3Settings
@@ -77,6 +77,7 @@ def run(settings: OperatorSettings) -> int:
     store = _object_store()
     trainingrun.register(settings, adapter, store, operator_metrics)
     modelversion.register(adapter, store, operator_metrics)
+    deployment.register(settings, adapter, operator_metrics)
     if settings.webhook_host:
         admission.register()
     else:

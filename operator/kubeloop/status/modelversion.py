@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubeloop.api.estimators import LOWER_IS_BETTER
+from kubeloop.api.meta import ConditionStatus
 from kubeloop.api.modelversion import GateResult, ModelVersionSpec, ModelVersionStatus
 from kubeloop.status.conditions import set_condition
 
@@ -138,6 +139,13 @@ def primary_metric(spec: ModelVersionSpec) -> str | None:
     return None
 
 
+_CONDITION_STATUS: dict[bool | None, ConditionStatus] = {
+    True: "True",
+    False: "False",
+    None: "Unknown",
+}
+
+
 @dataclass(frozen=True)
 class ArtifactCheck:
     """The artifact re-read from S3: ``ok`` None when it could not be checked at all."""
@@ -172,7 +180,7 @@ def gates_evaluated(
         status.conditions = set_condition(
             status.conditions,
             type_="ArtifactVerified",
-            status={True: "True", False: "False", None: "Unknown"}[artifact.ok],
+            status=_CONDITION_STATUS[artifact.ok],
             reason={True: "DigestMatches", False: "DigestMismatch", None: "NotChecked"}[
                 artifact.ok
             ],
