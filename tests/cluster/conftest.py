@@ -136,3 +136,8 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     )
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false")
+
+
+# Module-scoped fixtures of the modules that run an operator (each module gets its own); they
+# live in their own file and are imported last, because that file builds on the helpers above.
+from tests.cluster.operator_fixtures import operator_namespace, s3  # noqa: E402, F401
