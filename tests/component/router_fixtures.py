@@ -120,10 +120,12 @@ def routes(
 class RouterProcess:
     """``kubeloop route --routes-file`` on free ports, with its own state dir."""
 
-    def __init__(self, state_dir: Path, document: dict[str, Any], **env: str) -> None:
+    def __init__(self, state_dir: Path, document: dict[str, Any] | None, **env: str) -> None:
+        """Start the router; unless ``document`` is None, wait until it serves those routes."""
         self.state_dir = state_dir
         self.routes_file = state_dir / "routes.json"
-        self.write_routes(document)
+        if document is not None:
+            self.write_routes(document)
         self.port, self.health_port, self.metrics_port = free_port(), free_port(), free_port()
         self.shadow_port = free_udp_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -144,7 +146,7 @@ class RouterProcess:
         self.process = subprocess.Popen(
             [PYTHON, "-m", "kubeloop", "route"], env=environment, cwd=ROOT
         )
-        self.config = self.wait_config_change(None)
+        self.config: str | None = None if document is None else self.wait_config_change(None)
 
     def write_routes(self, document: dict[str, Any]) -> None:
         temporary = self.routes_file.with_suffix(".tmp")
@@ -161,14 +163,15 @@ class RouterProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"router exited with {self.process.returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                version = self.health().headers.get("x-kubeloop-config")
+                # The controller publishes a config once NGINX serves it with old workers gone.
+                version = httpx.get(f"http://127.0.0.1:{self.metrics_port}/routes").json()["config"]
                 if version and version != old:
-                    return version
+                    return str(version)
             time.sleep(0.02)
         raise TimeoutError("the router did not load a new configuration")
 
     def update(self, document: dict[str, Any]) -> str:
-        """Write new routes and wait until NGINX serves them."""
+        """Write new (different) routes and wait until NGINX serves them."""
         self.write_routes(document)
         self.config = self.wait_config_change(self.config)
         return self.config
@@ -240,6 +243,11 @@ class LoadGenerator:
         self._stop.set()
         self._thread.join(60)
         return self.result
+
+    def run(self) -> LoadResult:
+        """Send ``count`` requests and return what came back."""
+        self._thread.start()
+        return self.wait()
 
     def wait(self, timeout: float = 60) -> LoadResult:
         self._thread.join(timeout)

@@ -1,14 +1,15 @@
 """The router's controller: routes in, ``nginx.conf`` out, NGINX reloaded gracefully.
 
 Two NGINX instances (``render.py`` says why): the back one routes and is reloaded; the front
-one faces clients, has a fixed configuration and is started once, after the back one first
-serves a good configuration.
+one faces clients, has a fixed configuration and is started once, first, so by the time the
+back one answers on the health port (readiness) the traffic port is already listening.
 
 The loop: a ``RouteSource`` publishes ``RouteInputs``; changes closer together than the
 debounce make one update; the table is built and rendered; an unchanged text does nothing;
 otherwise ``nginx -t`` checks it, the file is swapped and the master gets SIGHUP. The update
 counts as ``ok`` once NGINX's health port answers with the new config version (new workers
-are up), else ``failed``; a text ``nginx -t`` refuses counts as ``invalid`` and never goes
+are up) and the old workers have been told to quit (the master waits 100 ms), else
+``failed``; a text ``nginx -t`` refuses counts as ``invalid`` and never goes
 live. NGINX is started on the first good configuration, so the router is ready (``/healthz``
 on the health port answers 200) exactly when NGINX serves one. A source that fails stops
 publishing; NGINX keeps what it has.
@@ -48,6 +49,8 @@ from kubeloop.router.sources import RouteSource
 from kubeloop.router.table import RouteInputs, RouteTable, build_route_table
 
 log = logging.getLogger(__name__)
+
+OLD_WORKERS_GRACE_SECONDS = 0.15
 
 
 class Router:
@@ -122,8 +125,6 @@ class Router:
             return result
         self.text, self.version = text, version
         self.metrics.config.info({"version": version})
-        if not self.front.running:
-            await self._start_front()
         self.metrics.ready.set(1)
         if table is not None:
             self.table = table
@@ -172,6 +173,9 @@ class Router:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(url) as response:
                         if response.headers.get("x-kubeloop-config") == version:
+                            # The master starts the new workers, waits 100 ms, then tells the
+                            # old ones to quit; until then they still take requests.
+                            await asyncio.sleep(OLD_WORKERS_GRACE_SECONDS)
                             return True
                 await asyncio.sleep(0.02)
         return False
@@ -213,23 +217,25 @@ class Router:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         runner = await self._serve_metrics()
-        if receiver is not None:
-            await receiver.start()
-        tasks = [
-            asyncio.create_task(self.source.run(self.publish), name="source"),
-            asyncio.create_task(self._update_loop(), name="update"),
-            asyncio.create_task(self.replayer.run(), name="shadow"),
-        ]
+        tasks: list[asyncio.Task[None]] = []
         stopped = asyncio.create_task(stop.wait())
         exit_code = 0
         try:
+            await self._start_front()
+            if receiver is not None:
+                await receiver.start()
+            tasks = [
+                asyncio.create_task(self.source.run(self.publish), name="source"),
+                asyncio.create_task(self._update_loop(), name="update"),
+                asyncio.create_task(self.replayer.run(), name="shadow"),
+            ]
             while not stop.is_set():
                 done, _ = await asyncio.wait(
                     {stopped, *tasks}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
                 )
                 if stop.is_set():
                     break
-                if self.version is not None and not (self.nginx.running and self.front.running):
+                if not self.front.running or (self.version is not None and not self.nginx.running):
                     log.error("nginx exited unexpectedly; exiting so the container restarts")
                     exit_code = 1
                     break
@@ -239,6 +245,9 @@ class Router:
                 if failed:
                     exit_code = 1
                     break
+        except Exception:
+            log.exception("router failed")
+            exit_code = 1
         finally:
             if exit_code == 0 and self.nginx.running and self.table is not None:
                 await self._drain()
