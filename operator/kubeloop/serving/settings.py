@@ -120,7 +120,9 @@ class ServeSettings(BaseSettings):
         default_factory=lambda: os.environ.get("HOSTNAME", "") or "local",
         description="names this replica in log object keys (default: $HOSTNAME)",
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="log level of the server (logs go to stderr)"
+    )
 
     @field_validator("model_uri", "profile_uri", "prediction_log_uri")
     @classmethod
