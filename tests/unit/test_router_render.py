@@ -204,3 +204,11 @@ def test_max_integer_regex_matches_exactly_up_to_the_limit(limit: int) -> None:
         assert bool(pattern.match(str(number))) == (number <= limit), number
     assert not pattern.match("")
     assert not pattern.match("-1")
+
+
+def test_without_front_the_routing_instance_listens_itself() -> None:
+    params = NginxParams(state_dir=Path("/run/router"), listen_port=9000, front=False)
+    text = render_nginx_conf(table(versions=[version("v1", 100, "stable", "10.0.0.1:80")]), params)
+    assert "listen 9000 backlog=4096;" in text
+    assert "unix:" not in text
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in text

@@ -78,6 +78,7 @@ def build_router(settings: RouterSettings) -> tuple[Router, ShadowReceiver]:
         shadow_port=settings.shadow_port,
         worker_processes=settings.resolved_workers(),
         worker_user=settings.resolved_worker_user(),
+        front=settings.front,
         client_max_body_size=settings.client_max_body_size,
         shadow_max_body=settings.shadow_max_body,
     )

@@ -144,6 +144,8 @@ class Router:
 
     async def _start_front(self) -> None:
         """Start the client-facing instance and wait until it accepts connections."""
+        if not self.params.front:
+            return
         error = await self.front.check(render_front_conf(self.params))
         if error is not None:
             raise RuntimeError(f"nginx refused the front configuration: {error}")
@@ -235,7 +237,8 @@ class Router:
                 )
                 if stop.is_set():
                     break
-                if not self.front.running or (self.version is not None and not self.nginx.running):
+                front_died = self.params.front and not self.front.running
+                if front_died or (self.version is not None and not self.nginx.running):
                     log.error("nginx exited unexpectedly; exiting so the container restarts")
                     exit_code = 1
                     break

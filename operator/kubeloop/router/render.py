@@ -79,6 +79,9 @@ class NginxParams:
     # Only when the master runs as root (local development): NGINX would otherwise switch its
     # workers to "nobody", who cannot enter a private state dir. The pod runs as 65532.
     worker_user: str | None = None
+    # False: one instance listens on the traffic port itself (less CPU per request, but every
+    # reload can fail a few requests of clients on idle keep-alive connections).
+    front: bool = True
 
     @property
     def back_dir(self) -> Path:
@@ -328,8 +331,9 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
         params.error_log_level,
     )
     lines += [
-        # The front instance added the client's address; keep it as it is.
-        "    proxy_set_header X-Forwarded-For $http_x_forwarded_for;",
+        # With a front instance, it added the client's address already.
+        "    proxy_set_header X-Forwarded-For "
+        + ("$http_x_forwarded_for;" if params.front else "$proxy_add_x_forwarded_for;"),
         "    proxy_hide_header x-kubeloop-version;",
         f"    proxy_connect_timeout {_ms(params.connect_timeout_seconds)};",
         f"    proxy_read_timeout {_ms(params.read_timeout_seconds)};",
@@ -354,7 +358,8 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
         lines += _split_lines(table)
     lines += _shadow_lines(table, params)
 
-    lines += ["", "    server {", f"        listen unix:{params.back_socket} backlog=4096;"]
+    listen = f"unix:{params.back_socket}" if params.front else str(params.listen_port)
+    lines += ["", "    server {", f"        listen {listen} backlog=4096;"]
     if table.shadow is not None:
         lines.append(f"        access_log {shadow_log} kl_shadow if=$kl_shadow_copy;")
         lines.append(

@@ -47,6 +47,14 @@ class RouterSettings(BaseSettings):
         default=None,
         description="NGINX worker user when started as root (default: root; ignored otherwise).",
     )
+    front: bool = Field(
+        default=True,
+        description=(
+            "Run a fixed client-facing NGINX in front of the reloaded one, so reloads never "
+            "fail a client's request; false saves CPU per request but lets every reload fail "
+            "a few requests on idle keep-alive connections."
+        ),
+    )
     worker_processes: int | None = Field(
         default=None, ge=1, le=64, description="NGINX workers (default: CPU limit)."
     )

@@ -10,9 +10,9 @@ The controller receives the datagrams (``ShadowReceiver``), puts them on a bound
 small pool of workers replays each one to the shadow version's endpoints (round robin) with
 ``x-kubeloop-shadow: 1`` and the original ``x-request-id``. Answers are read and discarded;
 outcomes are counted. Whatever cannot keep up is dropped and counted, never queued without
-bound: a full queue is detected before a record is even parsed, so an overloaded shadow costs
-the router as little as possible. Datagrams the kernel drops when the socket buffer overflows
-are not seen by the controller; ``/proc/net/snmp`` (``Udp: RcvbufErrors``) shows them.
+bound: while the queue is full the receiver stops reading the socket, so an overloaded shadow
+costs the controller nothing; the kernel drops the surplus datagrams and the receiver adds
+those drops (from ``/proc/net/udp``) to the ``dropped`` count.
 
 Record format (one JSON object after the syslog header; NGINX ``escape=json``):
 ``{"m": method, "u": request URI, "t": content type, "id": request id, "b": body}`` or
@@ -29,8 +29,11 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -111,6 +114,7 @@ class ShadowReplayer:
         self._queue: asyncio.Queue[ShadowRecord] = asyncio.Queue(maxsize=queue_size)
         self._endpoints: tuple[str, ...] = ()
         self._next = itertools.count()
+        self.on_room: Callable[[], None] | None = None  # called when a full queue has room
         self._counts = {
             result: metrics.shadow_copies.labels(result=result)
             for result in ("sent", "failed", "dropped", "too_large")
@@ -120,21 +124,32 @@ class ShadowReplayer:
         """Replay to ``target``'s endpoints from now on (None: drop every record)."""
         self._endpoints = () if target is None else target.endpoints
 
-    def offer(self, data: bytes) -> None:
-        """Queue one datagram's record, or count why it was not queued. Never blocks."""
-        if not self._endpoints or self._queue.full():
+    def count_dropped(self, count: int) -> None:
+        """Count copies dropped elsewhere (by the kernel, while the receiver paused)."""
+        self._counts["dropped"].inc(count)
+
+    def offer(self, data: bytes) -> bool:
+        """Queue one datagram's record, or count why it was not queued. Never blocks.
+
+        False when the queue is full: the receiver then stops reading until ``on_room``.
+        """
+        if not self._endpoints:
             self._counts["dropped"].inc()
-            return
+            return True
+        if self._queue.full():
+            self._counts["dropped"].inc()
+            return False
         try:
             record = parse_datagram(data)
         except ValueError as error:
             log.warning("unreadable shadow record: %s", error)
             self._counts["failed"].inc()
-            return
+            return True
         if isinstance(record, TooLarge):
             self._counts["too_large"].inc()
-            return
+            return True
         self._queue.put_nowait(record)
+        return True
 
     async def run(self) -> None:
         """Replay queued records until cancelled."""
@@ -154,7 +169,10 @@ class ShadowReplayer:
     async def _work(self, session: aiohttp.ClientSession) -> None:
         while True:
             record = await self._queue.get()
-            self._metrics.shadow_queue.set(self._queue.qsize())
+            waiting = self._queue.qsize()
+            self._metrics.shadow_queue.set(waiting)
+            if self.on_room is not None and waiting <= self._queue.maxsize // 2:
+                self.on_room()
             endpoints = self._endpoints
             if not endpoints:
                 self._counts["dropped"].inc()
@@ -181,25 +199,30 @@ class ShadowReplayer:
             self._counts[result].inc()
 
 
-class _DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(self, replayer: ShadowReplayer) -> None:
-        self._replayer = replayer
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._replayer.offer(data)
-
-    def error_received(self, exc: Exception) -> None:
-        log.warning("shadow side channel error: %s", exc)
-
-
 class ShadowReceiver:
-    """The UDP socket on 127.0.0.1 that NGINX's syslog access log sends records to."""
+    """The UDP socket on 127.0.0.1 that NGINX's syslog access log sends records to.
 
-    def __init__(self, replayer: ShadowReplayer, port: int, receive_buffer: int = 4 << 20):
+    Datagrams are read in batches straight from the socket. While the replay queue is full the
+    receiver stops reading altogether, so an overloaded shadow costs the controller no CPU:
+    the kernel drops what does not fit in the socket buffer, and those drops (the ``drops``
+    column of ``/proc/net/udp`` for this socket) are added to ``dropped`` every second.
+    """
+
+    def __init__(
+        self,
+        replayer: ShadowReplayer,
+        port: int,
+        receive_buffer: int = 4 << 20,
+        batch: int = 64,
+    ) -> None:
         self._replayer = replayer
         self._port = port
         self._receive_buffer = receive_buffer
-        self._transport: asyncio.DatagramTransport | None = None
+        self._batch = batch
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reading = False
+        self._drops_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind the socket and start handing datagrams to the replayer."""
@@ -207,12 +230,68 @@ class ShadowReceiver:
         with contextlib.suppress(OSError):  # capped by net.core.rmem_max; best effort
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
         sock.bind(("127.0.0.1", self._port))
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _DatagramProtocol(self._replayer), sock=sock
-        )
+        sock.setblocking(False)
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._replayer.on_room = self._resume
+        self._resume()
+        self._drops_task = asyncio.create_task(self._count_kernel_drops())
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(self._batch):
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                log.warning("shadow side channel error: %s", error)
+                return
+            if not self._replayer.offer(data):
+                self._pause()
+                return
+
+    def _pause(self) -> None:
+        if self._reading and self._loop is not None and self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._reading = False
+
+    def _resume(self) -> None:
+        if not self._reading and self._loop is not None and self._sock is not None:
+            self._loop.add_reader(self._sock.fileno(), self._readable)
+            self._reading = True
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped for this socket (buffer full), from /proc/net/udp."""
+        if self._sock is None:
+            return None
+        inode = str(os.fstat(self._sock.fileno()).st_ino)
+        try:
+            lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 13 and fields[9] == inode:
+                return int(fields[12])
+        return None
+
+    async def _count_kernel_drops(self) -> None:
+        seen = 0
+        while True:
+            await asyncio.sleep(1.0)
+            drops = self.kernel_drops()
+            if drops is not None and drops > seen:
+                self._replayer.count_dropped(drops - seen)
+                seen = drops
 
     def close(self) -> None:
         """Stop receiving."""
-        if self._transport is not None:
-            self._transport.close()
+        self._pause()
+        if self._drops_task is not None:
+            self._drops_task.cancel()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -1,0 +1,320 @@
+"""Router benchmark: what the router adds to a request, and what shadow traffic costs clients.
+
+Everything runs on this machine, measured side by side in one run, interleaved (each setup
+once per round, medians over rounds), with ``wrk`` POSTing a single-row JSON body:
+
+* **direct**: wrk → a fast constant backend (uvicorn + httptools + uvloop, one worker, a raw
+  ASGI app that reads the body and answers a constant, as the inference server's floor does);
+* **router**: wrk → ``kubeloop route`` (front + back NGINX, one worker each) → the same backend;
+* **router + shadow**: the same, with a second, slow version (200 ms per request) as the
+  shadow target at 100%: every request is copied through the side channel and replayed by
+  the controller; clients should not notice;
+* **router without front**: ``KUBELOOP_ROUTE_FRONT=false``, one NGINX instance: what the
+  reload-proof front instance costs.
+
+At 32 connections the figures are throughput and latency under load (the backend is the
+bottleneck, so equal throughput means the router costs no capacity); at 1 connection p50 is
+the router's own per-request latency. On a 2-core machine wrk, NGINX and the backend share the
+CPUs, so this is a pessimistic view of the router's cost.
+
+``python -m kubeloop.devenv.bench_router backend --port P [--delay-ms D]`` runs one backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BODY = json.dumps(
+    {"inputs": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}
+)
+LUA = f"""wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """Throughput and latency percentiles of one wrk run."""
+
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer")
+
+
+@contextmanager
+def _process(args: list[str], env: Mapping[str, str] | None = None) -> Iterator[None]:
+    environment = None if env is None else {**os.environ, **env}
+    process = subprocess.Popen(args, env=environment)  # noqa: S603 - our own commands
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def _backend(delay_ms: int = 0, kind: str = "asgi") -> Iterator[str]:
+    port = _free_port()
+    args = [sys.executable, "-m", "kubeloop.devenv.bench_router", "backend", "--port", str(port)]
+    with _process([*args, "--delay-ms", str(delay_ms), "--kind", kind]):
+        _wait(f"http://127.0.0.1:{port}/")
+        yield f"127.0.0.1:{port}"
+
+
+@contextmanager
+def _router(
+    state_dir: Path, document: dict[str, Any], *, front: bool = True
+) -> Iterator[tuple[str, str]]:
+    """``kubeloop route --routes-file``; yields its URL and metrics URL."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    routes_file = state_dir / "routes.json"
+    routes_file.write_text(json.dumps(document))
+    port, health, metrics = _free_port(), _free_port(), _free_port()
+    env = {
+        "KUBELOOP_ROUTE_ROUTES_FILE": str(routes_file),
+        "KUBELOOP_ROUTE_STATE_DIR": str(state_dir / "state"),
+        "KUBELOOP_ROUTE_LISTEN_PORT": str(port),
+        "KUBELOOP_ROUTE_HEALTH_PORT": str(health),
+        "KUBELOOP_ROUTE_METRICS_PORT": str(metrics),
+        "KUBELOOP_ROUTE_SHADOW_PORT": str(_free_port(socket.SOCK_DGRAM)),
+        "KUBELOOP_ROUTE_WORKER_PROCESSES": "1",
+        "KUBELOOP_ROUTE_SHUTDOWN_DELAY_SECONDS": "0",
+        "KUBELOOP_ROUTE_LOG_LEVEL": "WARNING",
+        "KUBELOOP_ROUTE_FRONT": "true" if front else "false",
+    }
+    with _process([sys.executable, "-m", "kubeloop", "route"], env):
+        _wait(f"http://127.0.0.1:{health}/healthz")
+        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, *, connections: int, seconds: int, script: Path) -> WrkResult:
+    """Run wrk against ``url`` and parse requests/s, p50, p99 and errors."""
+    threads = min(2, connections)
+    binary = shutil.which("wrk") or "wrk"
+    output = subprocess.run(  # noqa: S603 - fixed commands of the benchmark
+        [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    return WrkResult(rps, _duration_ms(percentiles["50"]), _duration_ms(percentiles["99"]), errors)
+
+
+def _shadow_counts(metrics_url: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for line in httpx.get(metrics_url).text.splitlines():
+        match = re.match(r'kubeloop_router_shadow_copies_total\{result="(\w+)"\} (\S+)', line)
+        if match:
+            counts[match.group(1)] = float(match.group(2))
+    return counts
+
+
+def _median(results: list[WrkResult]) -> WrkResult:
+    return WrkResult(
+        statistics.median(r.requests_per_second for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
+
+
+BACKENDS = {
+    "starlette": "Starlette + uvicorn constant (the inference server's HTTP stack)",
+    "asgi": "raw ASGI + uvicorn constant (faster: the router's own ceiling shows)",
+}
+
+
+def _measure(
+    state_dir: Path, kind: str, script: Path, rounds: int, seconds: int
+) -> tuple[dict[tuple[str, int], WrkResult], dict[str, float]]:
+    runs: dict[tuple[str, int], list[WrkResult]] = {}
+    with _backend(kind=kind) as fast, _backend(delay_ms=200) as slow:
+        plain = {"versions": [{"name": "bench-v1", "weight": 100, "endpoints": [fast]}]}
+        shadowed = {
+            "versions": [
+                {"name": "bench-v1", "weight": 100, "endpoints": [fast]},
+                {"name": "bench-v2", "role": "shadow", "endpoints": [slow]},
+            ],
+            "shadowPercent": 100,
+        }
+        with (
+            _router(state_dir / f"router-{kind}", plain) as (router_url, _),
+            _router(state_dir / f"shadow-{kind}", shadowed) as (shadow_url, shadow_metrics),
+            _router(state_dir / f"single-{kind}", plain, front=False) as (single_url, _),
+        ):
+            targets = {
+                "direct": f"http://{fast}/predict",
+                "router": f"{router_url}/predict",
+                "router + shadow": f"{shadow_url}/predict",
+                "router without front (front=false)": f"{single_url}/predict",
+            }
+            for url in targets.values():  # warm up connections and caches
+                wrk(url, connections=32, seconds=1, script=script)
+            for _ in range(rounds):
+                for connections in (32, 1):
+                    for name, url in targets.items():
+                        if connections == 1 and name not in {"direct", "router"}:
+                            continue
+                        result = wrk(url, connections=connections, seconds=seconds, script=script)
+                        runs.setdefault((name, connections), []).append(result)
+            counts = _shadow_counts(shadow_metrics)
+    return {key: _median(results) for key, results in runs.items()}, counts
+
+
+def run_router_benchmark(state_dir: Path, *, rounds: int = 3, seconds: int = 3) -> int:
+    """Measure direct vs router vs router + slow shadow; print Markdown tables."""
+    if shutil.which("wrk") is None:
+        print("router benchmark skipped: wrk is not installed (apt-get install -y wrk)")
+        return 1
+    state_dir.mkdir(parents=True, exist_ok=True)
+    script = state_dir / "post.lua"
+    script.write_text(LUA)
+    failed = 0
+    for kind, title in BACKENDS.items():
+        medians, shadow_counts = _measure(state_dir, kind, script, rounds, seconds)
+        print(
+            f"router in front of a {title}; single-row POST by wrk; median of {rounds} "
+            f"interleaved {seconds}s runs; {os.cpu_count()} CPUs shared by wrk, both NGINX "
+            "instances (1 worker each) and the backend"
+        )
+        print()
+        print("| path | connections | requests/s | p50 ms | p99 ms | errors | vs direct |")
+        print("|---|---|---|---|---|---|---|")
+        for (name, connections), result in medians.items():
+            direct = medians[("direct", connections)]
+            comparison = (
+                "—"
+                if name == "direct"
+                else f"{result.requests_per_second / direct.requests_per_second:.2f}x rps, "
+                f"p50 {result.p50_ms - direct.p50_ms:+.3f} ms"
+            )
+            print(
+                f"| {name} | {connections} | {result.requests_per_second:,.0f} "
+                f"| {result.p50_ms:.3f} | {result.p99_ms:.3f} | {result.errors} | {comparison} |"
+            )
+        print()
+        print(
+            "shadow copies to the 200 ms version: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(shadow_counts.items()))
+        )
+        print()
+        failed += sum(result.errors for result in medians.values())
+    return 0 if failed == 0 else 1
+
+
+def _serve(port: int, delay_ms: int, kind: str) -> None:
+    import asyncio  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    headers = [(b"content-type", b"application/json"), (b"x-kubeloop-version", b"bench")]
+    answer = b'{"outputs":[{"label":0,"probabilities":[0.98,0.01,0.01]}]}'
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    async def predict(request: Any) -> Any:
+        await request.body()
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        return Response(
+            answer, media_type="application/json", headers={"x-kubeloop-version": "bench"}
+        )
+
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.responses import Response  # noqa: PLC0415
+    from starlette.routing import Route  # noqa: PLC0415
+
+    starlette_app = Starlette(routes=[Route("/{path:path}", predict, methods=["GET", "POST"])])
+    uvicorn.run(
+        app if kind == "asgi" else starlette_app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="router benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    backend = sub.add_parser("backend", help="a constant HTTP backend")
+    backend.add_argument("--port", type=int, required=True)
+    backend.add_argument("--delay-ms", type=int, default=0)
+    backend.add_argument("--kind", choices=["asgi", "starlette"], default="asgi")
+    sub.add_parser("run", help="run the benchmark").add_argument("--dir", type=Path, default=None)
+    arguments = parser.parse_args()
+    if arguments.command == "backend":
+        _serve(arguments.port, arguments.delay_ms, arguments.kind)
+    else:
+        import tempfile
+
+        directory = arguments.dir or Path(tempfile.mkdtemp(prefix="bench-router-"))
+        sys.exit(run_router_benchmark(directory))
