@@ -1,0 +1,290 @@
+"""Serving and progressive delivery on the real cluster: real servers, router, NGINX, S3.
+
+One module, one operator, one trained model family (``churn``): v1 and v2 from TrainingRuns,
+v3 a genuinely slow copy of v1 (registered by hand, its artifact verified), v4 a forged entry
+whose digest does not match its artifact. Every request goes through the router's Service
+(kube-proxy on the host) under a steady load, and every answer is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from tests.cluster.conftest import Kubectl, wait_until
+from tests.cluster.load import SteadyLoad
+from tests.cluster.operator_fixtures import DATA_BUCKET
+from tests.cluster.slow_model import slow_copy
+
+from kubeloop.devenv.demo import churn_csv
+from kubeloop.devenv.seaweedfs import S3Endpoint
+from kubeloop.storage import ObjectStore, S3Uri
+
+pytestmark = pytest.mark.cluster
+
+DEPLOYMENT = "churn"
+LOAD_RATE = 150.0
+
+
+def _apply(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> None:
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
+
+
+def _get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = kubectl.json("get", kind, name, "-n", namespace)
+    return body
+
+
+def _train(kubectl: Kubectl, namespace: str, name: str, params: dict[str, Any]) -> str:
+    run = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": name},
+        "spec": {
+            "datasetRef": {"name": "churn"},
+            "modelName": "churn",
+            "estimator": {"name": "RandomForestClassifier", "params": params},
+            "seed": 5,
+        },
+    }
+    _apply(kubectl, namespace, run)
+    status = wait_until(
+        lambda: (
+            (
+                (s := _get(kubectl, namespace, "trainingruns", name).get("status") or {}).get(
+                    "modelVersion"
+                )
+                or s.get("phase") == "Failed"
+            )
+            and s
+        ),
+        timeout=300,
+        interval=2,
+        what=f"TrainingRun {name} to register its model",
+    )
+    assert status.get("modelVersion"), status
+    return str(status["modelVersion"])
+
+
+def _validated(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = wait_until(
+        lambda: (
+            (mv := _get(kubectl, namespace, "modelversions", name)).get("status", {}).get("phase")
+            in ("Validated", "Rejected")
+            and mv
+        ),
+        timeout=90,
+        what=f"gates of {name}",
+    )
+    return body
+
+
+def _register_copy(
+    kubectl: Kubectl,
+    namespace: str,
+    store: ObjectStore,
+    source: dict[str, Any],
+    *,
+    version: int,
+    model_bytes: bytes,
+    sha256: str | None = None,
+) -> str:
+    """A hand-made ModelVersion: ``source``'s facts with another artifact (and digest)."""
+    uri = f"s3://{store.bucket}/handmade/{namespace}/churn-v{version}/model.onnx"
+    store.upload(model_bytes, S3Uri.parse(uri), content_type="application/onnx")
+    name = f"churn-v{version}"
+    spec = {k: v for k, v in source["spec"].items() if k not in ("stage", "championScore")}
+    spec["version"] = version
+    spec["artifact"] = {
+        **source["spec"]["artifact"],
+        "uri": uri,
+        "sha256": sha256 or hashlib.sha256(model_bytes).hexdigest(),
+        "sizeBytes": len(model_bytes),
+    }
+    body = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": name, "labels": {"kubeloop.io/model": "churn"}},
+        "spec": spec,
+    }
+    _apply(kubectl, namespace, body)
+    return name
+
+
+@pytest.fixture(scope="module")
+def versions(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[str, Any]:
+    """churn-v1, churn-v2 (trained), churn-v3 (slow copy of v1), churn-v4 (forged digest)."""
+    namespace = operator_namespace
+    uri = f"s3://{DATA_BUCKET}/churn/serving.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.upload(churn_csv(rows=800), S3Uri.parse(uri), content_type="text/csv")
+        dataset = {
+            "apiVersion": "kubeloop.io/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": "churn"},
+            "spec": {"source": {"uri": uri}, "target": "churned"},
+        }
+        _apply(kubectl, namespace, dataset)
+        v1 = _train(kubectl, namespace, "churn-a", {"n_estimators": 20, "max_depth": 5})
+        v2 = _train(kubectl, namespace, "churn-b", {"n_estimators": 30, "max_depth": 4})
+        first = _validated(kubectl, namespace, v1)
+        assert first["status"]["phase"] == "Validated"
+        assert _validated(kubectl, namespace, v2)["status"]["phase"] == "Validated"
+        buffer = io.BytesIO()
+        store.download(S3Uri.parse(first["spec"]["artifact"]["uri"]), buffer)
+        original = buffer.getvalue()
+        slow = _register_copy(
+            kubectl, namespace, store, first, version=3, model_bytes=slow_copy(original)
+        )
+        forged = _register_copy(
+            kubectl, namespace, store, first, version=4, model_bytes=original, sha256="0" * 64
+        )
+        test_set = io.BytesIO()
+        prefix = first["spec"]["artifact"]["uri"].rsplit("/", 1)[0]
+        store.download(S3Uri.parse(f"{prefix}/test-set.parquet"), test_set)
+    assert _validated(kubectl, namespace, slow)["status"]["phase"] == "Validated"
+    assert _validated(kubectl, namespace, forged)["status"]["phase"] == "Rejected"
+    frame = pd.read_parquet(io.BytesIO(test_set.getvalue()))
+    return {"v1": v1, "v2": v2, "slow": slow, "forged": forged, "test_set": frame}
+
+
+def _records(frame: pd.DataFrame, signature: dict[str, Any]) -> list[dict[str, Any]]:
+    columns = [item["name"] for item in signature["inputs"]]
+    records = []
+    for row in frame[columns].to_dict(orient="records"):
+        records.append({k: (None if pd.isna(v) else _plain(v)) for k, v in row.items()})
+    return records
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _deployment(version: str, **strategy: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "Deployment",
+        "metadata": {"name": DEPLOYMENT},
+        "spec": {
+            "model": {"version": version},
+            "replicas": 1,
+            "strategy": strategy
+            or {
+                "type": "Canary",
+                "canary": {
+                    "steps": [
+                        {"weight": 10, "pause": "20s"},
+                        {"weight": 50, "pause": "20s"},
+                        {"weight": 100, "pause": "0s"},
+                    ],
+                    "scaleDownDelay": "5s",
+                    "analysis": {
+                        "interval": "5s",
+                        "minRequests": 20,
+                        "maxErrorRate": 0.01,
+                        "maxP99LatencyRatio": 4.0,
+                        "maxPredictionDivergence": 0.5,
+                        "maxInconclusive": 50,
+                    },
+                },
+            },
+        },
+    }
+
+
+def _status(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    status: dict[str, Any] = (
+        _get(kubectl, namespace, "deployments.kubeloop.io", DEPLOYMENT).get("status") or {}
+    )
+    return status
+
+
+def _endpoint(kubectl: Kubectl, namespace: str) -> str:
+    status = wait_until(
+        lambda: (s := _status(kubectl, namespace)).get("phase") == "Healthy" and s,
+        timeout=240,
+        interval=2,
+        what="the Deployment to be Healthy",
+    )
+    service = status["endpoint"].removeprefix("http://").split(".")[0]
+    cluster_ip = _get(kubectl, namespace, "service", service)["spec"]["clusterIP"]
+    return f"http://{cluster_ip}:80"
+
+
+def test_first_version_serves_what_it_was_tested_to_predict(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    namespace = operator_namespace
+    _apply(kubectl, namespace, _deployment(versions["v1"]))
+    url = _endpoint(kubectl, namespace)
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    frame: pd.DataFrame = versions["test_set"].head(200)
+    records = _records(frame, mv["spec"]["signature"])
+    response = wait_until(
+        lambda: (
+            (r := httpx.post(f"{url}/predict", json={"records": records}, timeout=10)).status_code
+            == httpx.codes.OK
+            and r
+        ),
+        timeout=60,
+        what="a 200 from /predict through the router",
+    )
+    assert response.headers["x-kubeloop-version"] == versions["v1"]
+    predictions = response.json()["predictions"]
+    assert [p["label"] for p in predictions] == [str(v) for v in frame["kubeloop:prediction"]]
+    labels = mv["spec"]["signature"]["output"]["labels"]
+    served = np.array([[p["probabilities"][label] for label in labels] for p in predictions])
+    expected = frame[[f"kubeloop:probability:{label}" for label in labels]].to_numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-4)
+    status = _status(kubectl, namespace)
+    assert status["stableVersion"] == versions["v1"]
+    assert [(v["version"], v["weight"]) for v in status["versions"]] == [(versions["v1"], 100)]
+
+
+def test_canary_walks_its_steps_under_load_without_a_failed_request(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    namespace = operator_namespace
+    url = _endpoint(kubectl, namespace)
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    records = _records(versions["test_set"], mv["spec"]["signature"])
+    weights: list[tuple[float, int | None, str | None]] = []
+    with SteadyLoad(
+        f"{url}/predict", lambda i: {"records": [records[i % len(records)]]}, rate=LOAD_RATE
+    ) as load:
+        time.sleep(3)
+        _apply(kubectl, namespace, _deployment(versions["v2"]))
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            status = _status(kubectl, namespace)
+            weights.append((load.now(), status.get("canaryWeight"), status.get("phase")))
+            if status.get("stableVersion") == versions["v2"] and status.get("phase") == "Healthy":
+                break
+            time.sleep(0.5)
+        time.sleep(2)
+    status = _status(kubectl, namespace)
+    assert status["stableVersion"] == versions["v2"], status
+    failures = load.failures()
+    assert failures == [], failures[:5]
+    # The split at each step, over the requests sent while that weight held (a second of
+    # margin at each end for the router's reload).
+    for weight in (10, 50):
+        times = [t for t, w, _ in weights if w == weight]
+        assert times, f"weight {weight} never seen: {weights}"
+        window = load.window(min(times) + 1.0, max(times) - 1.0)
+        counts = Counter(o.version for o in window)
+        share = 100.0 * counts[versions["v2"]] / len(window)
+        assert len(window) >= 2000, (weight, len(window))
+        assert abs(share - weight) <= 3.0, (weight, share, counts)
+    runs = status["analysis"]
+    assert runs and all(run["verdict"] in ("Pass", "Inconclusive") for run in runs)
