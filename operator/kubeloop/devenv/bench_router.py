@@ -23,6 +23,7 @@ CPUs, so this is a pessimistic view of the router's cost.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -59,6 +60,8 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    router_cpu_us: float | None = None  # router CPU (NGINX + controller) per request
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -79,11 +82,13 @@ def _wait(url: str, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def _process(args: list[str], env: Mapping[str, str] | None = None) -> Iterator[None]:
+def _process(
+    args: list[str], env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     environment = None if env is None else {**os.environ, **env}
     process = subprocess.Popen(args, env=environment)  # noqa: S603 - our own commands
     try:
-        yield
+        yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -103,11 +108,44 @@ def _backend(delay_ms: int = 0, kind: str = "asgi") -> Iterator[str]:
         yield f"127.0.0.1:{port}"
 
 
+@dataclass(frozen=True)
+class RouterHandle:
+    """A running router: where to send requests, its metrics, its process id."""
+
+    url: str
+    metrics_url: str
+    pid: int
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and all its descendants."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
 @contextmanager
 def _router(
     state_dir: Path, document: dict[str, Any], *, front: bool = True
-) -> Iterator[tuple[str, str]]:
-    """``kubeloop route --routes-file``; yields its URL and metrics URL."""
+) -> Iterator[RouterHandle]:
+    """``kubeloop route --routes-file`` on free ports."""
     state_dir.mkdir(parents=True, exist_ok=True)
     routes_file = state_dir / "routes.json"
     routes_file.write_text(json.dumps(document))
@@ -124,9 +162,11 @@ def _router(
         "KUBELOOP_ROUTE_LOG_LEVEL": "WARNING",
         "KUBELOOP_ROUTE_FRONT": "true" if front else "false",
     }
-    with _process([sys.executable, "-m", "kubeloop", "route"], env):
+    with _process([sys.executable, "-m", "kubeloop", "route"], env) as process:
         _wait(f"http://127.0.0.1:{health}/healthz")
-        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
+        yield RouterHandle(
+            f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics", process.pid
+        )
 
 
 def _duration_ms(text: str) -> float:
@@ -151,7 +191,10 @@ def wrk(url: str, *, connections: int, seconds: int, script: Path) -> WrkResult:
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors += int(non_2xx.group(1)) if non_2xx else 0
-    return WrkResult(rps, _duration_ms(percentiles["50"]), _duration_ms(percentiles["99"]), errors)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return WrkResult(
+        rps, _duration_ms(percentiles["50"]), _duration_ms(percentiles["99"]), errors, requests
+    )
 
 
 def _shadow_counts(metrics_url: str) -> dict[str, float]:
@@ -164,11 +207,14 @@ def _shadow_counts(metrics_url: str) -> dict[str, float]:
 
 
 def _median(results: list[WrkResult]) -> WrkResult:
+    cpu = [r.router_cpu_us for r in results if r.router_cpu_us is not None]
     return WrkResult(
         statistics.median(r.requests_per_second for r in results),
         statistics.median(r.p50_ms for r in results),
         statistics.median(r.p99_ms for r in results),
         sum(r.errors for r in results),
+        sum(r.requests for r in results),
+        statistics.median(cpu) if cpu else None,
     )
 
 
@@ -192,26 +238,31 @@ def _measure(
             "shadowPercent": 100,
         }
         with (
-            _router(state_dir / f"router-{kind}", plain) as (router_url, _),
-            _router(state_dir / f"shadow-{kind}", shadowed) as (shadow_url, shadow_metrics),
-            _router(state_dir / f"single-{kind}", plain, front=False) as (single_url, _),
+            _router(state_dir / f"router-{kind}", plain) as router,
+            _router(state_dir / f"shadow-{kind}", shadowed) as shadow,
+            _router(state_dir / f"single-{kind}", plain, front=False) as single,
         ):
-            targets = {
-                "direct": f"http://{fast}/predict",
-                "router": f"{router_url}/predict",
-                "router + shadow": f"{shadow_url}/predict",
-                "router without front (front=false)": f"{single_url}/predict",
+            targets: dict[str, tuple[str, RouterHandle | None]] = {
+                "direct": (f"http://{fast}/predict", None),
+                "router": (f"{router.url}/predict", router),
+                "router + shadow": (f"{shadow.url}/predict", shadow),
+                "router without front (front=false)": (f"{single.url}/predict", single),
             }
-            for url in targets.values():  # warm up connections and caches
+            for url, _ in targets.values():  # warm up connections and caches
                 wrk(url, connections=32, seconds=1, script=script)
             for _ in range(rounds):
                 for connections in (32, 1):
-                    for name, url in targets.items():
+                    for name, (url, handle) in targets.items():
                         if connections == 1 and name not in {"direct", "router"}:
                             continue
+                        before = 0.0 if handle is None else _tree_cpu_seconds(handle.pid)
                         result = wrk(url, connections=connections, seconds=seconds, script=script)
+                        if handle is not None:
+                            used = _tree_cpu_seconds(handle.pid) - before
+                            cpu_us = used * 1e6 / max(1, result.requests)
+                            result = dataclasses.replace(result, router_cpu_us=cpu_us)
                         runs.setdefault((name, connections), []).append(result)
-            counts = _shadow_counts(shadow_metrics)
+            counts = _shadow_counts(shadow.metrics_url)
     return {key: _median(results) for key, results in runs.items()}, counts
 
 
@@ -232,8 +283,11 @@ def run_router_benchmark(state_dir: Path, *, rounds: int = 3, seconds: int = 3) 
             "instances (1 worker each) and the backend"
         )
         print()
-        print("| path | connections | requests/s | p50 ms | p99 ms | errors | vs direct |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| path | connections | requests/s | p50 ms | p99 ms | errors | vs direct "
+            "| router CPU µs/request |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for (name, connections), result in medians.items():
             direct = medians[("direct", connections)]
             comparison = (
@@ -242,9 +296,11 @@ def run_router_benchmark(state_dir: Path, *, rounds: int = 3, seconds: int = 3) 
                 else f"{result.requests_per_second / direct.requests_per_second:.2f}x rps, "
                 f"p50 {result.p50_ms - direct.p50_ms:+.3f} ms"
             )
+            cpu = "—" if result.router_cpu_us is None else f"{result.router_cpu_us:.0f}"
             print(
                 f"| {name} | {connections} | {result.requests_per_second:,.0f} "
-                f"| {result.p50_ms:.3f} | {result.p99_ms:.3f} | {result.errors} | {comparison} |"
+                f"| {result.p50_ms:.3f} | {result.p99_ms:.3f} | {result.errors} | {comparison} "
+                f"| {cpu} |"
             )
         print()
         print(

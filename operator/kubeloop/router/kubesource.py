@@ -150,7 +150,7 @@ class KubernetesSource:
         while not self._stop.is_set():
             try:
                 listed = api.list_namespaced_custom_object(
-                    namespace=self.namespace, **resource, **selector
+                    namespace=self.namespace, _request_timeout=30, **resource, **selector
                 )
                 with self._lock:
                     cache.clear()
@@ -166,6 +166,8 @@ class KubernetesSource:
                     resource_version=resource_version,
                     timeout_seconds=int(self._resync),
                     allow_watch_bookmarks=True,
+                    # a silent network partition must not hang the watch past the resync
+                    _request_timeout=(10, self._resync + 30),
                     **resource,
                     **selector,
                 )
