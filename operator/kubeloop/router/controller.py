@@ -111,6 +111,10 @@ class Router:
             )
             self.metrics.reloads.labels(result="invalid").inc()
             return "invalid"
+        # The side channel follows the new table before NGINX does, so no copy of a request
+        # served by the new configuration finds the replayer without its target.
+        if table is not None:
+            self.replayer.set_target(table.shadow)
         if self.nginx.running:
             self.nginx.reload()
         else:
@@ -122,6 +126,8 @@ class Router:
             log.error(
                 "nginx did not serve configuration %s within %.0fs", version, self._reload_timeout
             )
+            if table is not None:
+                self.replayer.set_target(None if self.table is None else self.table.shadow)
             return result
         self.text, self.version = text, version
         self.metrics.config.info({"version": version})
@@ -131,7 +137,6 @@ class Router:
             self.metrics.weight.clear()
             for name, percent in table.weights().items():
                 self.metrics.weight.labels(version=name).set(float(percent))
-            self.replayer.set_target(table.shadow)
             for note in table.notes:
                 log.warning("routes: %s", note)
             log.info(
