@@ -74,13 +74,13 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: 
 class Backend:
     """One backend process answering as ``version`` on a free port."""
 
-    def __init__(self, version: str, *, delay_ms: int = 0) -> None:
+    def __init__(self, version: str, *, delay_ms: int = 0, status: int = 200) -> None:
         self.version = version
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [PYTHON, __file__, "backend", "--port", str(self.port), "--version", version,
-             "--delay-ms", str(delay_ms)],
+             "--delay-ms", str(delay_ms), "--status", str(status)],
         )  # fmt: skip
         wait_http(f"http://{self.endpoint}/_received")
 
@@ -294,7 +294,7 @@ class LoadGenerator:
             await asyncio.gather(*(worker(i) for i in range(self.connections)))
 
 
-def _serve_backend(port: int, version: str, delay_ms: int) -> None:
+def _serve_backend(port: int, version: str, delay_ms: int, status: int) -> None:
     from aiohttp import web  # noqa: PLC0415
 
     received: list[dict[str, Any]] = []
@@ -321,6 +321,7 @@ def _serve_backend(port: int, version: str, delay_ms: int) -> None:
         )
         return web.json_response(
             {"version": version, "path": request.path},
+            status=status,
             headers={"x-kubeloop-version": version},
         )
 
@@ -336,5 +337,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--status", type=int, default=200)
     arguments = parser.parse_args()
-    _serve_backend(arguments.port, arguments.version, arguments.delay_ms)
+    _serve_backend(arguments.port, arguments.version, arguments.delay_ms, arguments.status)

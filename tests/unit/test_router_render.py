@@ -85,6 +85,7 @@ def test_candidate_failures_fall_back_to_stable() -> None:
         PARAMS,
     )
     assert "error_page 502 503 504 = @kl_fallback;" in text
+    assert "proxy_intercept_errors on;" in text
     fallback = block(text, "location @kl_fallback {")
     assert "proxy_pass http://kl_v1;" in fallback
     assert 'add_header x-kubeloop-version "v1" always;' in fallback

@@ -23,7 +23,8 @@ What the back instance's configuration does, and why:
   non_idempotent`` with a try limit. ``non_idempotent`` lets a ``POST /predict`` that hit a
   pod dying mid-request go to another pod; predictions are pure functions of the request, so
   the only cost is that the dead pod may have logged the request too. When every pod of a
-  candidate fails, ``error_page`` sends the request once more to stable (``@kl_fallback``).
+  candidate fails or answers 502/503/504 (e.g. unready), ``error_page`` with
+  ``proxy_intercept_errors`` sends the request once more to stable (``@kl_fallback``).
 * **Weighted split** with ``split_clients`` keyed on ``$request_id`` (random per request), or
   on the sticky header or cookie value, falling back to ``$request_id`` when the client sent
   none. The result names the version; ``proxy_pass http://kl_$kl_version`` picks its upstream.
@@ -369,6 +370,7 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
     if table.split:
         lines += _proxy_location_lines("$kl_version", f"{UPSTREAM_PREFIX}$kl_version", " " * 12)
         if table.stable is not None and len(table.split) > 1:
+            lines.append("            proxy_intercept_errors on;")
             lines.append("            error_page 502 503 504 = @kl_fallback;")
     else:
         lines.append("            default_type application/json;")
