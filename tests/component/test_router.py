@@ -118,6 +118,31 @@ def test_sticky_header_and_cookie_pin_a_client(
     assert Counter(next(iter(v)) for v in seen.values()).keys() == {"iris-v1", "iris-v2"}
     assert anonymous == {"iris-v1", "iris-v2"}  # no header: per-request randomness
 
+    # A growing canary keeps its hash range: users pinned to it at 10% are still there at 50%.
+    router.update(canary(backends, 10, sticky_header="X-User"))
+    with httpx.Client(base_url=router.url) as client:
+        at_10 = {
+            user
+            for user in range(200)
+            if client.post("/predict", json={}, headers={"X-User": f"u{user}"}).headers[
+                "x-kubeloop-version"
+            ]
+            == "iris-v2"
+        }
+    router.update(canary(backends, 50, sticky_header="X-User"))
+    with httpx.Client(base_url=router.url) as client:
+        at_50 = {
+            user
+            for user in range(200)
+            if client.post("/predict", json={}, headers={"X-User": f"u{user}"}).headers[
+                "x-kubeloop-version"
+            ]
+            == "iris-v2"
+        }
+    assert at_10
+    assert at_10 <= at_50
+    assert len(at_50) > len(at_10)
+
     router.update(canary(backends, 50, sticky_cookie="kl-session"))
     with httpx.Client(base_url=router.url) as client:
         for user in range(20):
@@ -317,6 +342,29 @@ def test_readiness_waits_for_the_first_routes(
     finally:
         process.stop()
     assert process.process.returncode == 0
+
+
+def test_sigterm_drains_then_quits(tmp_path: Path, backends: dict[str, list[Backend]]) -> None:
+    process = RouterProcess(
+        tmp_path,
+        routes(("iris-v1", 100, "stable", backends["iris-v1"])),
+        KUBELOOP_ROUTE_SHUTDOWN_DELAY_SECONDS="1.5",
+    )
+    try:
+        with LoadGenerator(process.url, connections=4, rate=200) as load:
+            time.sleep(0.3)
+            process.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while process.health().status_code != 503 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert process.health().status_code == 503  # unready ...
+            response = httpx.post(process.url + "/predict", json={})
+            assert response.status_code == 200  # ... but still serving while endpoints update
+            time.sleep(0.5)
+        assert load.result.failed == 0, load.result.errors[:3]
+        assert process.process.wait(30) == 0
+    finally:
+        process.stop()
 
 
 def test_nginx_refusal_keeps_the_old_config(
