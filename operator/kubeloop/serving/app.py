@@ -60,7 +60,8 @@ Send = Callable[[Message], Awaitable[None]]
 Outputs = tuple[list[Any], ...]  # one request's rows of each model output, as lists
 
 _log = logging.getLogger("kubeloop.serving")
-_JSON = b"application/json"
+_JSON_TYPE = (b"content-type", b"application/json")
+_BINARY_TYPE = (b"content-type", b"application/octet-stream")
 _MAX_REQUEST_ID = 128
 
 
@@ -327,13 +328,13 @@ class ServingApp:
     def _request_headers(self, scope: Scope) -> tuple[str | None, int | None, int | None]:
         request_id = content_length = header_length = None
         for key, value in scope["headers"]:
-            if key == b"x-request-id":
+            if key == b"x-request-id":  # kept only when printable ASCII, 1-128 characters
                 if 0 < len(value) <= _MAX_REQUEST_ID and value.isascii() and b" " not in value:
                     text = value.decode("ascii")
                     if text.isprintable():
                         request_id = text
             elif key == b"content-length":
-                content_length = _header_int(value, "content-length")
+                content_length = int(value) if value.isdigit() and len(value) < 19 else None
             elif key == b"inference-header-content-length":
                 header_length = _header_int(value, "Inference-Header-Content-Length")
         return request_id, content_length, header_length
@@ -407,14 +408,14 @@ class ServingApp:
             status, header_length = 500, None
             payload = orjson.dumps({"error": "internal server error", "field": ""})
         headers = [
-            (b"content-type", _JSON if header_length is None else b"application/octet-stream"),
-            (b"content-length", str(len(payload)).encode()),
+            _JSON_TYPE if header_length is None else _BINARY_TYPE,
+            (b"content-length", b"%d" % len(payload)),
             self._version_header,
         ]
         if request_id is not None:
             headers.append((b"x-request-id", request_id.encode()))
         if header_length is not None:
-            headers.append((b"inference-header-content-length", str(header_length).encode()))
+            headers.append((b"inference-header-content-length", b"%d" % header_length))
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})

@@ -66,16 +66,19 @@ class MicroBatcher(Generic[Payload, Result]):
         )
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
         self.batches = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="micro-batcher")
+        self._loop_ref = asyncio.get_running_loop()
+        self._task = self._loop_ref.create_task(self._loop(), name="micro-batcher")
 
     async def submit(self, payload: Payload, rows: int) -> Result:
         """``run``'s result for this payload of ``rows`` rows."""
-        if self._closing:
+        loop = self._loop_ref
+        if self._closing or loop is None:
             raise BatcherClosed("the server is shutting down")
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((payload, rows, future))
         self._queued_rows += rows
         if not self._wakeup.is_set():

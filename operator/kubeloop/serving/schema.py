@@ -43,6 +43,7 @@ _NUMBER_TYPES: Final = frozenset({int, float})
 _STR_TYPE: Final = {str}
 _BOOL_TYPE: Final = {bool}
 _BOOLEAN_TEXT: Final = {True: "true", False: "false"}
+_RECORDS_KEYS: Final = frozenset({"records", "parameters", "id"})
 
 
 class RequestError(Exception):
@@ -273,7 +274,7 @@ class RequestSchema:
         if type(document) is dict:
             if "records" not in document:
                 raise RequestError(422, "the body must have a 'records' list", "records")
-            extra = set(document) - {"records", "parameters", "id"}
+            extra = set(document) - _RECORDS_KEYS if len(document) > 1 else None
             if extra:
                 name = sorted(extra)[0]
                 raise RequestError(422, f"unknown top-level key {name[:64]!r}", name[:64])
