@@ -45,7 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         description="NGINX router of a kubeloop Deployment (KUBELOOP_ROUTE_* settings).",
     )
     for name, kind in _FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+        env = "KUBELOOP_ROUTE_" + name.upper()
+        described = RouterSettings.model_fields[name].description or ""
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{described} (env {env})",
+        )
     return parser
 
 
