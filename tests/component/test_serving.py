@@ -113,6 +113,14 @@ def check_predict(server: ServerProcess, model: ServedModel) -> None:
     assert single.status_code == 200
     assert single.headers["x-request-id"] == "one"
     assert single.json()["predictions"][0] == predictions[0]
+    assert server.client.get("/v2/health/ready").headers["x-kubeloop-version"] == "1"
+    if not model.classification:  # regression feedback feeds the absolute-error histogram
+        truth = predictions[0]["value"] + 2.5
+        answer = server.client.post("/feedback", json={"request_id": "one", "label": truth})
+        assert answer.json()["results"][0]["status"] == 200
+        text = server.metrics()
+        assert metric_value(text, "kubeloop_serve_feedback_abs_error_count") == 1
+        assert metric_value(text, "kubeloop_serve_feedback_abs_error_sum") == pytest.approx(2.5)
 
 
 def test_tritonclient_and_predict_reproduce_the_test_set(
