@@ -77,3 +77,19 @@ def test_offer_counts_drops_without_target_and_when_full() -> None:
         assert (sample(other, "too_large"), sample(other, "failed")) == (1, 1)
 
     asyncio.run(scenario())
+
+
+def test_rate_cap_drops_and_asks_to_pause() -> None:
+    async def scenario() -> None:
+        metrics = RouterMetrics()
+        replayer = ShadowReplayer(metrics, queue_size=100, max_rate=5)
+        replayer.set_target(ShadowTarget(version="v3", endpoints=("127.0.0.1:9",), percent=100))
+        resumed = asyncio.Event()
+        replayer.on_room = resumed.set
+        record = HEADER + b'{"m":"GET","u":"/","t":"","id":"1","b":""}'
+        accepted = [replayer.offer(record) for _ in range(8)]
+        assert accepted == [True] * 5 + [False] * 3
+        assert sample(metrics, "dropped") == 3
+        await asyncio.wait_for(resumed.wait(), 1.0)  # the receiver is told to read again
+
+    asyncio.run(scenario())

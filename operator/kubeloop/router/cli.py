@@ -95,6 +95,7 @@ def build_router(settings: RouterSettings) -> tuple[Router, ShadowReceiver]:
         concurrency=settings.shadow_concurrency,
         queue_size=settings.shadow_queue_size,
         timeout_seconds=settings.shadow_timeout_seconds,
+        max_rate=settings.shadow_max_rate,
     )
     router = Router(
         source,

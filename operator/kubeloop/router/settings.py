@@ -78,6 +78,11 @@ class RouterSettings(BaseSettings):
     shadow_concurrency: int = Field(default=32, ge=1, le=1024, description="Replay workers.")
     shadow_queue_size: int = Field(default=4096, ge=1, description="Copies waiting at most.")
     shadow_timeout_seconds: float = Field(default=5.0, gt=0.0, description="Per copy.")
+    shadow_max_rate: float = Field(
+        default=2000.0,
+        ge=0.0,
+        description="Copies replayed per second at most (0: no cap); the rest are dropped.",
+    )
     shutdown_delay_seconds: float = Field(
         default=5.0,
         ge=0.0,

@@ -10,7 +10,9 @@ The controller receives the datagrams (``ShadowReceiver``), puts them on a bound
 small pool of workers replays each one to the shadow version's endpoints (round robin) with
 ``x-kubeloop-shadow: 1`` and the original ``x-request-id``. Answers are read and discarded;
 outcomes are counted. Whatever cannot keep up is dropped and counted, never queued without
-bound: while the queue is full the receiver stops reading the socket, so an overloaded shadow
+bound, and at most ``max_rate`` copies per second are replayed (the controller shares the
+pod's CPU limit with NGINX): while the queue is full or the cap is reached the receiver
+stops reading the socket, so an overloaded shadow
 costs the controller nothing; the kernel drops the surplus datagrams and the receiver adds
 those drops (from ``/proc/net/udp``) to the ``dropped`` count.
 
@@ -31,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +110,14 @@ class ShadowReplayer:
         concurrency: int = 32,
         queue_size: int = 4096,
         timeout_seconds: float = 5.0,
+        max_rate: float = 0.0,
     ) -> None:
         self._metrics = metrics
+        # Copies per second at most (0: no cap). The controller shares the pod's CPU limit with
+        # NGINX, so an unbounded replay rate would throttle the clients' requests.
+        self._max_rate = max_rate
+        self._tokens = max_rate
+        self._refilled = time.monotonic()
         self._concurrency = concurrency
         self._timeout = timeout_seconds
         self._queue: asyncio.Queue[ShadowRecord] = asyncio.Queue(maxsize=queue_size)
@@ -128,16 +137,33 @@ class ShadowReplayer:
         """Count copies dropped elsewhere (by the kernel, while the receiver paused)."""
         self._counts["dropped"].inc(count)
 
+    def _take_token(self) -> bool:
+        if self._max_rate <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._max_rate, self._tokens + (now - self._refilled) * self._max_rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
     def offer(self, data: bytes) -> bool:
         """Queue one datagram's record, or count why it was not queued. Never blocks.
 
-        False when the queue is full: the receiver then stops reading until ``on_room``.
+        False when the queue is full or the rate cap is reached: the receiver then stops
+        reading until ``on_room`` is called (by a worker, or after the cap's refill time).
         """
         if not self._endpoints:
             self._counts["dropped"].inc()
             return True
         if self._queue.full():
             self._counts["dropped"].inc()
+            return False
+        if not self._take_token():
+            self._counts["dropped"].inc()
+            if self.on_room is not None:
+                asyncio.get_running_loop().call_later(1 / self._max_rate, self.on_room)
             return False
         try:
             record = parse_datagram(data)
