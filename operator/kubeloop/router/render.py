@@ -67,7 +67,9 @@ class NginxParams:
     worker_processes: int = 1
     worker_connections: int = 4096
     client_max_body_size: int = 16 * 1024 * 1024
-    client_body_buffer_size: int = 64 * 1024
+    # NGINX allocates min(body, this) per request, so a large value costs small requests
+    # nothing and keeps bodies up to it in memory instead of temp files in the state dir.
+    client_body_buffer_size: int = 1024 * 1024
     shadow_max_body: int = 16 * 1024
     upstream_keepalive: int = 64
     max_fails: int = 1
@@ -268,6 +270,10 @@ def _common_lines(
         "        default $http_x_request_id;",
         "    }",
         "    proxy_http_version 1.1;",
+        # Answers are relayed through memory only: no temp files for large responses.
+        "    proxy_buffer_size 16k;",
+        "    proxy_buffers 16 16k;",
+        "    proxy_max_temp_file_size 0;",
         '    proxy_set_header Connection "";',
         "    proxy_set_header Host $host;",
         "    proxy_set_header X-Request-ID $kl_request_id;",
