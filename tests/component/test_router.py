@@ -298,8 +298,9 @@ def test_slow_shadow_costs_clients_nothing(
                 latencies[name] += result.latencies
         p50 = {name: _p(values, 0.5) for name, values in latencies.items()}
         p99 = {name: _p(values, 0.99) for name, values in latencies.items()}
-        # A shadow that held the client would add its 200 ms to every copied request.
-        assert p99["on"] < 100, p99
+        # A shadow that held the client (as NGINX's mirror does) would add its 200 ms to every
+        # copied request, and every request is copied: even p99 stays well below that.
+        assert p99["on"] < 150, p99
         assert p50["on"] < p50["off"] + 2.0, p50
         assert len(slow.received()) > 0
         assert router.metric('kubeloop_router_shadow_copies_total{result="sent"}') > 0
