@@ -273,7 +273,11 @@ def test_canary_walks_its_steps_under_load_without_a_failed_request(
             time.sleep(0.5)
         time.sleep(2)
     status = _status(kubectl, namespace)
-    assert status["stableVersion"] == versions["v2"], status
+    assert status["stableVersion"] == versions["v2"], (
+        status.get("message"),
+        [(r["step"], r["verdict"], r["message"]) for r in status.get("analysis", [])][-6:],
+        sorted({(w, p) for _, w, p in weights}, key=str),
+    )
     failures = load.failures()
     assert failures == [], failures[:5]
     # The split at each step, over the requests sent while that weight held (a second of

@@ -254,6 +254,30 @@ def test_canary_walks_its_steps_and_promotes() -> None:
     assert world.events[-1] == ("Normal", "ScaledDown")
 
 
+def test_a_100_percent_step_promotes_when_its_pause_ends_without_a_pass_of_its_own() -> None:
+    """At 100% stable gets nothing, so relative checks can only be Inconclusive there."""
+    steps = [{"weight": 10, "pause": "1m"}, {"weight": 100, "pause": "1m"}]
+    world = _serving_v1(
+        _spec(
+            strategy={
+                "type": "Canary",
+                "canary": {"steps": steps, "analysis": {"interval": "30s"}},
+            }
+        )
+    )
+    _release_v2(world)
+    world.ready["iris-v2"] = READY
+    world.tick()
+    world.tick(30, "Pass")
+    world.tick(30, "Pass")
+    assert world.weights()["iris-v2"] == ("canary", 100)
+    world.tick(30, "Inconclusive")
+    assert world.status.stable_version == "iris-v1"  # the pause is not over
+    world.tick(30, "Inconclusive")
+    assert world.status.stable_version == "iris-v2"
+    assert world.events[-1] == ("Normal", "Promoted")
+
+
 def test_bad_canary_is_aborted_at_once_with_the_numbers() -> None:
     world = _serving_v1(_spec(**CANARY))
     _release_v2(world)

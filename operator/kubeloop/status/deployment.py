@@ -59,7 +59,9 @@ Rules, in order of precedence:
    * Canary — wait until the candidate is ready, then step ``i`` sends ``steps[i].weight``
      percent to it for ``steps[i].pause``; analysis runs every ``interval`` during the pause;
      the step advances when the pause is over and the latest analysis at that step passed;
-     after the last step the candidate becomes stable.
+     after the last step the candidate becomes stable. A 100% step needs no Pass of its own
+     (stable has no traffic left to compare with): its pause only gives absolute checks time
+     to fail.
    * BlueGreen — the candidate runs at full size as ``preview`` with 0%; after
      ``previewDuration`` and a passing analysis (smoke test included) it takes 100% at once
      when ``autoPromotion``, else it waits for ``promote``.
@@ -716,6 +718,12 @@ class _Machine:
             self.wake_in(remaining)
             self.progressing = ("True", "StepInProgress", self._step_words())
             status.message = self._step_words()
+            return
+        if spec.strategy.type == "Canary" and _candidate_weight(spec, step) >= 100:
+            # At 100% stable gets no traffic, so nothing can be compared with it: the steps
+            # before decided, and a Fail during this pause (absolute checks) still aborts.
+            steps = spec.strategy.effective_canary().steps
+            self.promote("Promoted", f"all {len(steps)} canary steps passed analysis")
             return
         if verdict != "Pass":
             waiting = "no analysis yet" if verdict is None else "analysis inconclusive"
