@@ -500,6 +500,13 @@ def run_serve_benchmark(state_dir: Path, *, seconds: float = 5.0, rounds: int = 
                     (f"floor: same HTTP stack, constant answer, {label}", floor + "/predict",
                      bodies["/predict"])
                 )  # fmt: skip
+            unbatched = stack.enter_context(
+                start_ours({**serve_env, "KUBELOOP_SERVE_MAX_BATCH_SIZE": "1"}, work, "")
+            )
+            targets.append(
+                ("kubeloop serve, /predict, batching off (max batch 1)", unbatched + "/predict",
+                 bodies["/predict"])
+            )  # fmt: skip
             targets += mlserver_targets(stack, model, mlserver_body, work, notes)
             for _, url, body in targets:
                 check = httpx.post(url, content=body)
