@@ -6,18 +6,17 @@ back one answers on the health port (readiness) the traffic port is already list
 
 The loop: a ``RouteSource`` publishes ``RouteInputs``; changes closer together than the
 debounce make one update; the table is built and rendered; an unchanged text does nothing;
-otherwise ``nginx -t`` checks it, the file is swapped and the master gets SIGHUP. The update
-counts as ``ok`` once NGINX's health port answers with the new config version (new workers
-are up) and the old workers have been told to quit (the master waits 100 ms), else
-``failed``; a text ``nginx -t`` refuses counts as ``invalid`` and never goes
-live. NGINX is started on the first good configuration, so the router is ready (``/healthz``
-on the health port answers 200) exactly when NGINX serves one. A source that fails stops
-publishing; NGINX keeps what it has.
+otherwise ``nginx -t`` checks it, the file is swapped and the back master gets SIGHUP (or is
+started, the first time). The update counts as ``ok`` once the health port answers with the
+new config version (new workers are up) and the old workers have been told to quit (the
+master waits 100 ms), else ``failed``; a text ``nginx -t`` refuses counts as ``invalid`` and
+never goes live. The router is ready (``/healthz`` answers 200) exactly when the back NGINX
+serves a good configuration. A source that fails stops publishing; NGINX keeps what it has.
 
 SIGTERM: ``/healthz`` turns 503 (a reload with ``draining``) while traffic keeps flowing for
-``shutdown_delay_seconds`` (endpoints drop the pod meanwhile), then NGINX quits gracefully
-(the front first, so in-flight requests finish) and the controller exits 0. If NGINX dies by itself the
-controller exits 1 and the kubelet restarts the container.
+``shutdown_delay_seconds`` (endpoints drop the pod meanwhile), then both instances quit
+gracefully, the front first (in-flight requests finish), and the controller exits 0. If NGINX
+dies by itself the controller exits 1 and the kubelet restarts the container.
 
 ``/metrics`` (the router's own registry) and ``/routes`` (the table being served, as JSON)
 are served by the controller on the metrics port.
