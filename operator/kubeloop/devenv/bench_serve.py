@@ -507,17 +507,11 @@ def run_serve_benchmark(state_dir: Path, *, seconds: float = 5.0, rounds: int = 
                 ("kubeloop serve, /predict, batching off (max batch 1)", unbatched + "/predict",
                  bodies["/predict"])
             )  # fmt: skip
-            targets += mlserver_targets(stack, model, mlserver_body, work, notes)
-            for _, url, body in targets:
-                check = httpx.post(url, content=body)
-                if check.status_code != 200:
-                    raise RuntimeError(f"{url} answered {check.status_code}: {check.text}")
-                run_wrk(url, body, seconds=2)  # warm-up
-            runs: dict[str, list[Figure]] = {name: [] for name, _, _ in targets}
-            for _ in range(rounds):
-                for name, url, body in targets:
-                    runs[name].append(run_wrk(url, body, seconds=seconds))
-            figures += [median_figure(name, measured) for name, measured in runs.items()]
+            peers = mlserver_targets(stack, model, mlserver_body, work, notes)
+            figures += interleaved(targets, rounds, seconds, cooldown=0.5)
+            # MLServer goes on answering timed-out requests after wrk stops, for seconds: it
+            # gets rounds of its own, with time to drain between runs.
+            figures += interleaved(peers, rounds, seconds, cooldown=5.0)
             for name, url, _ in targets:
                 if name.startswith("kubeloop serve, /predict"):
                     base = url.removesuffix("/predict")
@@ -529,6 +523,24 @@ def run_serve_benchmark(state_dir: Path, *, seconds: float = 5.0, rounds: int = 
     for note in notes:
         print(f"- {note}")
     return 0
+
+
+def interleaved(
+    targets: list[tuple[str, str, bytes]], rounds: int, seconds: float, *, cooldown: float
+) -> list[Figure]:
+    """Check and warm up every target, then ``rounds`` rounds of one wrk run each; medians."""
+    for _, url, body in targets:
+        check = httpx.post(url, content=body, timeout=30)
+        if check.status_code != 200:
+            raise RuntimeError(f"{url} answered {check.status_code}: {check.text}")
+        run_wrk(url, body, seconds=2)  # warm-up
+        time.sleep(cooldown)
+    runs: dict[str, list[Figure]] = {name: [] for name, _, _ in targets}
+    for _ in range(rounds):
+        for name, url, body in targets:
+            runs[name].append(run_wrk(url, body, seconds=seconds))
+            time.sleep(cooldown)
+    return [median_figure(name, measured) for name, measured in runs.items()]
 
 
 def mlserver_targets(
