@@ -12,10 +12,13 @@ once per round, medians over rounds), with ``wrk`` POSTing a single-row JSON bod
 * **router without front**: ``KUBELOOP_ROUTE_FRONT=false``, one NGINX instance: what the
   reload-proof front instance costs.
 
-At 32 connections the figures are throughput and latency under load (the backend is the
-bottleneck, so equal throughput means the router costs no capacity); at 1 connection p50 is
-the router's own per-request latency. On a 2-core machine wrk, NGINX and the backend share the
-CPUs, so this is a pessimistic view of the router's cost.
+Three loads: 32 connections flat out (throughput; on a small machine wrk, NGINX and the
+backend share the CPUs, so every microsecond of router CPU is taken from the backend: a
+pessimistic view), 32 connections paced at 4 ms between requests per connection (a steady
+load below saturation: the latency the router adds at 32 connections), and 1 connection
+(the router's own per-request latency). "router CPU" is the CPU time of the router's whole
+process tree (both NGINX instances and the controller) per request: the machine-independent
+figure that says how many requests a core can route.
 
 ``python -m kubeloop.devenv.bench_router backend --port P [--delay-ms D]`` runs one backend.
 """
@@ -49,6 +52,28 @@ LUA = f"""wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
+PACE_MS = 4
+# Each connection waits PACE_MS between requests: a steady load below saturation, where
+# latency differences are the router's and not CPU contention on a small machine.
+PACED_LUA = LUA + f"function delay()\n  return {PACE_MS}\nend\n"
+
+
+@dataclass(frozen=True)
+class Load:
+    """One way of loading a target: connections and pacing."""
+
+    label: str
+    connections: int
+    paced: bool
+    paths: tuple[str, ...]
+
+
+ALL_PATHS = ("direct", "router", "router + shadow", "router without front (front=false)")
+LOADS = (
+    Load("32, flat out", 32, False, ALL_PATHS),
+    Load(f"32, paced ({PACE_MS} ms between requests)", 32, True, ALL_PATHS[:3]),
+    Load("1, flat out", 1, False, ALL_PATHS[:2]),
+)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -225,9 +250,9 @@ BACKENDS = {
 
 
 def _measure(
-    state_dir: Path, kind: str, script: Path, rounds: int, seconds: int
-) -> tuple[dict[tuple[str, int], WrkResult], dict[str, float]]:
-    runs: dict[tuple[str, int], list[WrkResult]] = {}
+    state_dir: Path, kind: str, scripts: dict[bool, Path], rounds: int, seconds: int
+) -> tuple[dict[tuple[str, str], WrkResult], dict[str, float]]:
+    runs: dict[tuple[str, str], list[WrkResult]] = {}
     with _backend(kind=kind) as fast, _backend(delay_ms=200) as slow:
         plain = {"versions": [{"name": "bench-v1", "weight": 100, "endpoints": [fast]}]}
         shadowed = {
@@ -249,19 +274,23 @@ def _measure(
                 "router without front (front=false)": (f"{single.url}/predict", single),
             }
             for url, _ in targets.values():  # warm up connections and caches
-                wrk(url, connections=32, seconds=1, script=script)
+                wrk(url, connections=32, seconds=1, script=scripts[False])
             for _ in range(rounds):
-                for connections in (32, 1):
-                    for name, (url, handle) in targets.items():
-                        if connections == 1 and name not in {"direct", "router"}:
-                            continue
+                for load in LOADS:
+                    for name in load.paths:
+                        url, handle = targets[name]
                         before = 0.0 if handle is None else _tree_cpu_seconds(handle.pid)
-                        result = wrk(url, connections=connections, seconds=seconds, script=script)
+                        result = wrk(
+                            url,
+                            connections=load.connections,
+                            seconds=seconds,
+                            script=scripts[load.paced],
+                        )
                         if handle is not None:
                             used = _tree_cpu_seconds(handle.pid) - before
                             cpu_us = used * 1e6 / max(1, result.requests)
                             result = dataclasses.replace(result, router_cpu_us=cpu_us)
-                        runs.setdefault((name, connections), []).append(result)
+                        runs.setdefault((name, load.label), []).append(result)
             counts = _shadow_counts(shadow.metrics_url)
     return {key: _median(results) for key, results in runs.items()}, counts
 
@@ -272,11 +301,12 @@ def run_router_benchmark(state_dir: Path, *, rounds: int = 3, seconds: int = 3) 
         print("router benchmark skipped: wrk is not installed (apt-get install -y wrk)")
         return 1
     state_dir.mkdir(parents=True, exist_ok=True)
-    script = state_dir / "post.lua"
-    script.write_text(LUA)
+    scripts = {False: state_dir / "post.lua", True: state_dir / "post-paced.lua"}
+    scripts[False].write_text(LUA)
+    scripts[True].write_text(PACED_LUA)
     failed = 0
     for kind, title in BACKENDS.items():
-        medians, shadow_counts = _measure(state_dir, kind, script, rounds, seconds)
+        medians, shadow_counts = _measure(state_dir, kind, scripts, rounds, seconds)
         print(
             f"router in front of a {title}; single-row POST by wrk; median of {rounds} "
             f"interleaved {seconds}s runs; {os.cpu_count()} CPUs shared by wrk, both NGINX "
@@ -288,8 +318,8 @@ def run_router_benchmark(state_dir: Path, *, rounds: int = 3, seconds: int = 3) 
             "| router CPU µs/request |"
         )
         print("|---|---|---|---|---|---|---|---|")
-        for (name, connections), result in medians.items():
-            direct = medians[("direct", connections)]
+        for (name, label), result in medians.items():
+            direct = medians[("direct", label)]
             comparison = (
                 "—"
                 if name == "direct"
@@ -298,7 +328,7 @@ def run_router_benchmark(state_dir: Path, *, rounds: int = 3, seconds: int = 3) 
             )
             cpu = "—" if result.router_cpu_us is None else f"{result.router_cpu_us:.0f}"
             print(
-                f"| {name} | {connections} | {result.requests_per_second:,.0f} "
+                f"| {name} | {label} | {result.requests_per_second:,.0f} "
                 f"| {result.p50_ms:.3f} | {result.p99_ms:.3f} | {result.errors} | {comparison} "
                 f"| {cpu} |"
             )
