@@ -127,6 +127,11 @@ def run_wrk(url: str, body: bytes, *, seconds: float, connections: int = CONNECT
                 "-t1",
                 f"-c{connections}",
                 f"-d{seconds:g}s",
+                # wrk gives up on a request after 2 s by default and reconnects; a server that
+                # still works through the abandoned ones (MLServer does) then falls further and
+                # further behind. 10 s lets a slow peer show its real throughput.
+                "--timeout",
+                "10s",
                 "--latency",
                 "-s",
                 script.name,
