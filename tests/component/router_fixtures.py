@@ -82,7 +82,11 @@ class Backend:
             [PYTHON, __file__, "backend", "--port", str(self.port), "--version", version,
              "--delay-ms", str(delay_ms), "--status", str(status)],
         )  # fmt: skip
-        wait_http(f"http://{self.endpoint}/_received")
+        try:
+            wait_http(f"http://{self.endpoint}/_received")
+        except BaseException:
+            self.kill()
+            raise
 
     def received(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = httpx.get(f"http://{self.endpoint}/_received").json()
@@ -146,7 +150,11 @@ class RouterProcess:
         self.process = subprocess.Popen(
             [PYTHON, "-m", "kubeloop", "route"], env=environment, cwd=ROOT
         )
-        self.config: str | None = None if document is None else self.wait_config_change(None)
+        try:
+            self.config: str | None = None if document is None else self.wait_config_change(None)
+        except BaseException:
+            self.stop()
+            raise
 
     def write_routes(self, document: dict[str, Any]) -> None:
         temporary = self.routes_file.with_suffix(".tmp")

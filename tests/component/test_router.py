@@ -177,23 +177,25 @@ def test_weight_changes_under_load_fail_nothing(
 def test_dying_pods_never_reach_clients(tmp_path: Path) -> None:
     stable = [Backend("iris-v1"), Backend("iris-v1")]
     candidate = [Backend("iris-v2")]
-    process = RouterProcess(
-        tmp_path,
-        routes(("iris-v1", 50, "stable", stable), ("iris-v2", 50, "canary", candidate)),
-    )
     try:
-        with LoadGenerator(process.url, connections=16, rate=1000) as load:
-            time.sleep(0.7)
-            stable[0].kill()  # one stable pod: retried on the other
-            candidate[0].kill()  # the canary's only pod: falls back to stable
-            time.sleep(1.5)
+        process = RouterProcess(
+            tmp_path,
+            routes(("iris-v1", 50, "stable", stable), ("iris-v2", 50, "canary", candidate)),
+        )
+        try:
+            with LoadGenerator(process.url, connections=16, rate=1000) as load:
+                time.sleep(0.7)
+                stable[0].kill()  # one stable pod: retried on the other
+                candidate[0].kill()  # the canary's only pod: falls back to stable
+                time.sleep(1.5)
+        finally:
+            process.stop()
         result = load.result
         assert result.total > 500  # enough traffic around the kills (the pace varies with load)
         assert result.failed == 0, (result.errors[:5], result.statuses)
         assert result.bad_headers == 0
         assert result.versions["iris-v2"] > 0
     finally:
-        process.stop()
         for backend in stable + candidate:
             backend.stop()
 
