@@ -367,7 +367,7 @@ def test_a_version_whose_digest_does_not_match_is_never_served(
         time.sleep(3)
     status = seen[-1][1]
     assert versions["forged"] in status["message"]
-    assert "artifact" in status["message"] and "0" * 12 in status["message"], status["message"]
+    assert "sha256" in status["message"] and "0" * 64 in status["message"], status["message"]
     assert all((s.get("canaryWeight") or 0) == 0 for _, s in seen)
     pods = kubectl.json(
         "get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={versions['forged']}"

@@ -687,3 +687,20 @@ def test_examples_roll_out_through_state_machine_and_builders(path: Path) -> Non
     } <= set(keys)
     assert {v.version for v in world.status.versions} <= {"iris-v1", "iris-v2"}
     assert sum(v.weight for v in world.status.versions) == 100
+
+
+def test_a_shadow_of_a_version_still_up_from_before_is_a_shadow_not_a_switch_back() -> None:
+    """Users must never see a shadow's answers, even if its pods are warm from a rollback."""
+    world = _serving_v1(
+        _spec(**BLUE_GREEN, model={"version": "iris-v1"}), **{"iris-v2": _version(2)}
+    )
+    world.spec = _spec(**BLUE_GREEN, model={"version": "iris-v2"})
+    world.ready["iris-v2"] = READY
+    world.tick()
+    world.tick(30, "Pass")
+    world.tick(30, "Pass")
+    assert world.weights() == {"iris-v2": ("stable", 100), "iris-v1": ("previous", 0)}
+    shadow = {"strategy": {"type": "Shadow", "shadow": {"promote": False}}}
+    world.spec = _spec(**shadow, model={"version": "iris-v1"})
+    world.tick(5)
+    assert world.weights() == {"iris-v2": ("stable", 100), "iris-v1": ("shadow", 0)}

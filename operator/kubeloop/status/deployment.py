@@ -51,7 +51,8 @@ Rules, in order of precedence:
 4. **Desired is stable**: Healthy; any candidate is dropped at once (the user rolled back in
    the spec).
 5. **A rollout** (desired is not stable): a previous version still inside its scale-down
-   delay is switched back to at once (that is what the delay is for); ``abort`` drops the candidate to 0 at once and holds
+   delay is switched back to at once (that is what the delay is for; not with the Shadow
+   strategy, which never shows users a candidate's answers); ``abort`` drops the candidate to 0 at once and holds
    it there (RolledBack); ``promote: <candidate>`` switches to it as soon as it is ready; a
    candidate aborted by analysis stays aborted until promoted by name or replaced by another
    version; otherwise the strategy runs:
@@ -575,8 +576,9 @@ class _Machine:
     def rollout(self, desired: str) -> None:
         spec, status = self.spec, self.status
         status.failed_version = None
-        # Back to a version that is still up inside its scale-down delay: switch at once.
-        if desired in self.previous and self.ready(desired):
+        # Back to a version that is still up inside its scale-down delay: switch at once. Not
+        # for a shadow rollout: its promise is that users never see the candidate's answers.
+        if desired in self.previous and self.ready(desired) and spec.strategy.type != "Shadow":
             self.drop_candidate(None)
             old = status.stable_version
             status.candidate_version = desired
