@@ -4,8 +4,9 @@ It brings up the local Kubernetes cluster (built from Go modules on first use), 
 CRDs, applies every example and shows bad input refused by the API server; then it runs the
 first half of the loop for real: SeaweedFS on the cluster bridge, the operator, a demo
 dataset uploaded, a Dataset profiled, a TrainingRun searching in one Indexed Job on the
-process node, and the new ModelVersion with its metrics, gates and report. Later milestones
-(serving, rollouts, drift) extend this script.
+process node, and the new ModelVersion with its metrics, gates and report; then the second
+half as far as it is built (``demo_serving.py``): the model served behind the router,
+predictions through it, and a canary of a second version to 100 % under load.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from sklearn.datasets import load_iris
 
 from kubeloop.devenv.cluster import ClusterConfig, LocalCluster
+from kubeloop.devenv.demo_serving import run_serving_demo
 from kubeloop.devenv.pki import ClusterPKI
 from kubeloop.devenv.runtime import ensure_runtime
 from kubeloop.devenv.seaweedfs import S3Endpoint, s3_up
@@ -216,16 +218,14 @@ def _manifests() -> list[dict[str, Any]]:
     return [dataset, run]
 
 
-def _wait_for_model(kubectl: _Kubectl) -> dict[str, Any] | None:
+def _wait_for_model(kubectl: _Kubectl, run_name: str = "churn-search") -> dict[str, Any] | None:
     deadline = time.monotonic() + _WAIT_SECONDS
     last = ""
     while time.monotonic() < deadline:
         dataset = kubectl.json("get", "datasets.kubeloop.io", "churn", "-n", DEMO_NAMESPACE).get(
             "status", {}
         )
-        run = kubectl.json("get", "trainingruns", "churn-search", "-n", DEMO_NAMESPACE).get(
-            "status", {}
-        )
+        run = kubectl.json("get", "trainingruns", run_name, "-n", DEMO_NAMESPACE).get("status", {})
         trials = run.get("trials") or {}
         line = (
             f"  Dataset {dataset.get('phase', 'Pending')}, TrainingRun {run.get('phase', 'Pending')}: "
@@ -324,8 +324,26 @@ def run_demo(state_dir: Path) -> int:
     with ObjectStore(endpoint.settings()) as store:
         store.download(S3Uri.parse(report), local)
     print(f"  report {report}\n  (a copy to open in a browser: {local})")
+
+    inputs = [item["name"] for item in mv["spec"]["signature"]["inputs"]]
+    frame = pd.read_csv(io.BytesIO(churn_csv()))[inputs].head(200)
+    records = [
+        {
+            k: (None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v))
+            for k, v in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]
+    status = run_serving_demo(
+        kubectl,
+        kubectl.json,
+        namespace=DEMO_NAMESPACE,
+        model_version=name,
+        records=records,
+        wait_for_run=lambda run_name: _wait_for_model(kubectl, run_name),
+    )
     print(
         f"\nkubectl: export KUBECONFIG={info.kubeconfig}; {info.kubectl} get kubeloop -A\n"
         "Stop everything with: make cluster-down s3-down (the cluster-down also stops the demo operator)"
     )
-    return 0
+    return status
