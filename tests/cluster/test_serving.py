@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import tritonclient.http as triton
 import yaml
 from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.load import SteadyLoad
@@ -254,6 +255,48 @@ def test_first_version_serves_what_it_was_tested_to_predict(
     status = _status(kubectl, namespace)
     assert status["stableVersion"] == versions["v1"]
     assert [(v["version"], v["weight"]) for v in status["versions"]] == [(versions["v1"], 100)]
+
+
+def test_a_v2_client_not_written_here_gets_the_same_predictions(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    """tritonclient[http] against a serving pod: Open Inference Protocol V2, unchanged."""
+    namespace = operator_namespace
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    pods = kubectl.json(
+        "get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={versions['v1']}"
+    )["items"]
+    ip = next(p["status"]["podIP"] for p in pods if p["status"].get("podIP"))
+    client = triton.InferenceServerClient(url=f"{ip}:8080")
+    number = str(mv["spec"]["version"])
+    assert client.is_server_live() and client.is_model_ready("churn", number)
+    frame: pd.DataFrame = versions["test_set"].head(100)
+    inputs = []
+    for feature in mv["spec"]["signature"]["inputs"]:
+        values = frame[feature["name"]]
+        if feature["type"] in ("number", "integer"):
+            array = values.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
+            tensor = triton.InferInput(feature["name"], list(array.shape), "FP32")
+        else:
+            texts = [_category_text(v) for v in values]
+            array = np.array(texts, dtype=object).reshape(-1, 1)
+            tensor = triton.InferInput(feature["name"], list(array.shape), "BYTES")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    result = client.infer("churn", inputs, model_version=number)
+    labels = [v.decode() if isinstance(v, bytes) else str(v) for v in result.as_numpy("label")]
+    assert labels == [str(v) for v in frame["kubeloop:prediction"]]
+    order = mv["spec"]["signature"]["output"]["labels"]
+    expected = frame[[f"kubeloop:probability:{label}" for label in order]].to_numpy()
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-4)
+
+
+def _category_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return str(value)
 
 
 def test_canary_walks_its_steps_under_load_without_a_failed_request(
