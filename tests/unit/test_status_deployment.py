@@ -236,6 +236,7 @@ def test_canary_walks_its_steps_and_promotes() -> None:
     assert world.status.stable_version == "iris-v2"
     assert world.status.candidate_version is None
     assert world.status.phase == "Healthy"
+    assert world.status.message.startswith("iris-v2 takes all traffic (all 2 canary steps")
     assert world.weights() == {"iris-v2": ("stable", 100), "iris-v1": ("previous", 0)}
     previous = world.status.versions[1]
     assert previous.scale_down_at == timestamp(world.now + timedelta(seconds=30))

@@ -417,7 +417,8 @@ class _Machine:
         self.progressing = ("False", "RolloutComplete", f"{candidate} is stable ({how})")
         delay = _scale_down_delay(self.spec)
         tail = f"; {old} stays up {delay:g}s for a fast rollback" if old and delay else ""
-        self.event("Normal", reason, f"{candidate} takes all traffic ({how}){tail}")
+        status.message = f"{candidate} takes all traffic ({how}){tail}"
+        self.event("Normal", reason, status.message)
 
     def abort(self, reason: str, message: str) -> None:
         status = self.status
