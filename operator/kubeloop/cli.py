@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from kubeloop import __version__
 
-_PASS_THROUGH = frozenset({"data", "train", "serve", "route"})
+_PASS_THROUGH = frozenset({"data", "train", "serve", "route", "rollout"})
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,11 @@ def _build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser("route", help="run the NGINX router of a Deployment", add_help=False)
+    sub.add_parser(
+        "rollout",
+        help="status, pause, resume, promote, abort or retry a kubeloop Deployment's rollout",
+        add_help=False,
+    )
 
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
@@ -90,5 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kubeloop.router.cli import main as route_main  # noqa: PLC0415
 
         return route_main(remaining)
+    if command == "rollout":
+        from kubeloop.rollout_cli import main as rollout_main  # noqa: PLC0415
+
+        return rollout_main(remaining)
     parser.error(f"unknown command {command}")
     return 2
