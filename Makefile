@@ -94,7 +94,9 @@ cluster-down: setup ## stop the local cluster and remove its network
 demo: setup cluster-deps ## the main job on the local stack: S3, the cluster, CRDs, examples, bad input refused
 	$(PY) -m kubeloop.devenv demo --dir $(RUN_DIR)
 
-bench: setup ## benchmarks measured side by side (ratios); see docs/benchmarks.md
+bench: setup cluster-deps ## benchmarks measured side by side (ratios); see docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "installing wrk (the HTTP load generator) from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m kubeloop.devenv bench --dir $(RUN_DIR)
 
 clean: ## remove the virtualenv, caches and local run state

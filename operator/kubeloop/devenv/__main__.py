@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     from kubeloop.devenv.bench_operator import run_operator_benchmark  # noqa: PLC0415
 
     run_operator_benchmark(args.dir)
+    from kubeloop.devenv.bench_router import run_router_benchmark  # noqa: PLC0415
+    from kubeloop.devenv.bench_serve import run_serve_benchmark  # noqa: PLC0415
+
+    run_serve_benchmark(args.dir / "bench-serve")
+    run_router_benchmark(args.dir / "bench-router")
     return status
 
 
