@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -25,6 +27,7 @@ from tests.cluster.load import SteadyLoad
 from tests.cluster.operator_fixtures import DATA_BUCKET
 from tests.cluster.slow_model import slow_copy
 
+from kubeloop.devenv.cluster import ClusterInfo
 from kubeloop.devenv.demo import churn_csv
 from kubeloop.devenv.seaweedfs import S3Endpoint
 from kubeloop.storage import ObjectStore, S3Uri
@@ -478,7 +481,7 @@ def test_blue_green_switches_and_rolls_back_under_load_without_a_failed_request(
 
 
 def test_shadow_gets_copies_and_clients_only_see_stable(
-    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+    cluster: ClusterInfo, kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
 ) -> None:
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
@@ -512,6 +515,24 @@ def test_shadow_gets_copies_and_clients_only_see_stable(
     assert {o.version for o in load.outcomes} == {versions["v2"]}
     # Fire-and-forget copies may be dropped under pressure (counted), never most of them.
     assert copies >= 0.9 * sent, (copies, sent)
+
+    # The CLI's promote writes spec.promote: <candidate>, as a GitOps commit would.
+    cli = [sys.executable, "-m", "kubeloop", "rollout"]
+    where = [DEPLOYMENT, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+    promoted = subprocess.run(
+        [*cli, "promote", *where], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"spec.promote={versions['v1']}" in promoted.stdout
+    wait_until(
+        lambda: _status(kubectl, namespace).get("stableVersion") == versions["v1"],
+        timeout=60,
+        what="the promoted shadow to become stable",
+    )
+    shown = subprocess.run(
+        [*cli, "status", *where], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert f"stable {versions['v1']}" in shown.stdout, shown.stdout
 
 
 def _pod_requests(kubectl: Kubectl, namespace: str, version: str) -> float:
