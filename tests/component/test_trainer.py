@@ -177,6 +177,7 @@ def test_classification_trial_end_to_end(
         "model.onnx",
         "report.html",
         "signature.json",
+        "test-set.parquet",
     ]
 
     # The model's digest: verified while downloading, and recomputed here.
