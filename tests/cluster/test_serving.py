@@ -550,3 +550,70 @@ def _pod_requests(kubectl: Kubectl, namespace: str, version: str) -> float:
             if line.startswith("kubeloop_serve_requests_total{") and 'endpoint="predict"' in line:
                 total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+NFT_PARTITION = """
+table inet kubeloop_test_partition {
+    chain input {
+        type filter hook input priority -10; policy accept;
+        ip saddr 10.88.0.0/16 ip saddr != 10.88.0.1 tcp dport 6443 reject with tcp reset
+    }
+}
+"""
+
+
+def test_the_router_keeps_serving_while_the_api_server_is_unreachable(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    """Pods cut off from the API server for 20 s (an nftables partition): no request fails."""
+    namespace = operator_namespace
+    url = _endpoint(kubectl, namespace)
+    stable = _status(kubectl, namespace)["stableVersion"]
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    routers = kubectl.json(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=router"
+    )["items"]
+    router_ips = [p["status"]["podIP"] for p in routers if p["status"].get("podIP")]
+    assert router_ips
+    before = _router_api_errors(router_ips)
+    with _load(url, _records(versions["test_set"], mv["spec"]["signature"])) as load:
+        time.sleep(2)
+        cut_at = load.now()
+        subprocess.run(["nft", "-f", "-"], input=NFT_PARTITION, text=True, check=True)
+        try:
+            # A change the routers' watches carry: their answer to it hits the partition.
+            kubectl.ok(
+                "annotate",
+                "deployments.kubeloop.io",
+                DEPLOYMENT,
+                "-n",
+                namespace,
+                f"kubeloop.io/test-touch={time.time()}",
+                "--overwrite",
+            )
+            time.sleep(20)
+            during_errors = _router_api_errors(router_ips)
+        finally:
+            subprocess.run(
+                ["nft", "delete", "table", "inet", "kubeloop_test_partition"], check=True
+            )
+        healed_at = load.now()
+        time.sleep(3)
+    assert load.failures() == [], load.failures()[:5]
+    during = load.window(cut_at + 1, healed_at)
+    assert len(during) > 0.8 * LOAD_RATE * 19, len(during)
+    assert {o.version for o in during} == {stable}
+    # The routers saw their API calls fail (counted) and kept serving the last good config.
+    assert during_errors > before, (before, during_errors)
+
+
+def _router_api_errors(ips: list[str]) -> float:
+    total = 0.0
+    for ip in ips:
+        text = httpx.get(f"http://{ip}:9090/metrics", timeout=5).text
+        total += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("kubeloop_router_api_errors_total")
+        )
+    return total
