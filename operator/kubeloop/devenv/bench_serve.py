@@ -255,22 +255,9 @@ def floor_app() -> Any:
 def serve_floor(port: int) -> None:
     import uvicorn  # noqa: PLC0415
 
-    uvicorn.run(
-        floor_app(),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        interface="asgi3",
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        date_header=False,
-        log_level="warning",
-        backlog=2048,
-    )
+    from kubeloop.serving.cli import HTTP_STACK  # noqa: PLC0415
+
+    uvicorn.run(floor_app(), host="127.0.0.1", port=port, log_level="warning", **HTTP_STACK)
 
 
 def ensure_mlserver() -> tuple[Path | None, str]:
