@@ -617,3 +617,52 @@ def _router_api_errors(ips: list[str]) -> float:
             if line.startswith("kubeloop_router_api_errors_total")
         )
     return total
+
+
+def test_following_production_rolls_out_a_newly_promoted_version_by_itself(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    """``model.track: {model, stage: Production}``: promoting v2 in the registry is the release.
+
+    The Deployment also asks for an HPA and a PodDisruptionBudget per version: the API server
+    accepts both and they follow the live versions.
+    """
+    namespace = operator_namespace
+    kubectl.ok(
+        "patch", "modelversion", versions["v1"], "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"stage":"Production"}}',
+    )  # fmt: skip
+    tracking = _deployment(versions["v1"])
+    tracking["spec"]["model"] = {"track": {"model": "churn", "stage": "Production"}}
+    tracking["spec"]["minAvailable"] = 1
+    tracking["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 2}
+    _apply(kubectl, namespace, tracking)
+    url = _endpoint(kubectl, namespace)
+    wait_until(
+        lambda: _status(kubectl, namespace).get("stableVersion") == versions["v1"],
+        timeout=120,
+        what="the tracked Production version to be stable",
+    )
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    with _load(url, _records(versions["test_set"], mv["spec"]["signature"])) as load:
+        time.sleep(2)
+        kubectl.ok(
+            "patch", "modelversion", versions["v2"], "-n", namespace,
+            "--type=merge", "-p", '{"spec":{"stage":"Production"}}',
+        )  # fmt: skip
+        _watch(
+            kubectl,
+            namespace,
+            load,
+            lambda s: s.get("stableVersion") == versions["v2"] and s.get("phase") == "Healthy",
+            timeout=240,
+        )
+    assert load.failures() == [], load.failures()[:5]
+    assert {o.version for o in load.outcomes} == {versions["v1"], versions["v2"]}
+    status = _status(kubectl, namespace)
+    assert any(run["candidate"] == versions["v2"] for run in status["analysis"])
+    selector = f"kubeloop.io/deployment={DEPLOYMENT},kubeloop.io/modelversion={versions['v2']}"
+    hpas = kubectl.json("get", "hpa", "-n", namespace, "-l", selector)["items"]
+    pdbs = kubectl.json("get", "pdb", "-n", namespace, "-l", selector)["items"]
+    assert [h["spec"]["maxReplicas"] for h in hpas] == [2]
+    assert [p["spec"]["minAvailable"] for p in pdbs] == [1]
