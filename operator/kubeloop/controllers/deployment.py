@@ -111,6 +111,7 @@ class DeploymentController:
         self._workloads = workloads
         self._memory: dict[str, _Memory] = {}
         self._memory_lock = threading.Lock()
+        self._profiles: dict[tuple[str, str, str], str] = {}
 
     def memory(self, uid: str) -> _Memory:
         with self._memory_lock:
@@ -164,14 +165,22 @@ class DeploymentController:
         return known, served
 
     def _profile_uri(self, namespace: str, lineage: Mapping[str, Any]) -> str | None:
-        """The training Dataset version's profile.json: the server's histogram buckets."""
+        """The training Dataset version's profile.json: the server's histogram buckets.
+
+        A Dataset version is a content digest, so its profile never changes: found ones are
+        remembered, and a reconcile does not read the Dataset again for every ModelVersion.
+        """
         dataset, version = lineage.get("dataset"), lineage.get("datasetVersion")
         if not dataset or not version:
             return None
+        key = (namespace, str(dataset), str(version))
+        if key in self._profiles:
+            return self._profiles[key]
         body = self._adapter.get_custom("datasets", namespace, str(dataset))
         for record in ((body or {}).get("status") or {}).get("history") or []:
             if record.get("version") == version and record.get("profileURI"):
-                return str(record["profileURI"])
+                self._profiles[key] = str(record["profileURI"])
+                return self._profiles[key]
         return None
 
     def _readiness(
