@@ -406,15 +406,13 @@ class DeploymentController:
         kinds = list(_CHILD_KINDS)
         if deployment.spec.traffic.router == "GatewayAPI":
             kinds.append(_GATEWAY_ROUTE)
-        existing = [
-            item
-            for api_version, kind in kinds
-            for item in self._adapter.list_objects(
+        existing: list[dict[str, Any]] = []
+        for api_version, kind in kinds:
+            listed = self._adapter.list_objects(
                 api_version, kind, owner.namespace, children_selector(owner.name)
             )
-            # List responses leave out apiVersion/kind on items: put them back for the keys.
-            if item.update({"apiVersion": api_version, "kind": kind}) is None
-        ]
+            # List responses leave apiVersion and kind out of their items: the keys need them.
+            existing += [{**item, "apiVersion": api_version, "kind": kind} for item in listed]
         for api_version, kind, child_name in stale_children(owner, existing, children):
             self._adapter.delete_object(api_version, kind, owner.namespace, child_name)
         memory.applied_hash, memory.applied_at = digest, now.timestamp()
