@@ -29,6 +29,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
+from tests.component.churn_data import churn_frame, client_feeds
 
 from kubeloop.api.modelversion import Signature
 from kubeloop.devenv.seaweedfs import S3Endpoint
@@ -78,48 +79,6 @@ class ServedModel:
                     record[spec.name] = value
             out.append(record)
         return out
-
-
-def churn_frame(rows: int = 1500, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(0, 72, rows)
-    monthly = rng.normal(70, 20, rows).round(2)
-    total = tenure * monthly
-    total[rng.random(rows) < 0.05] = np.nan
-    contract = rng.choice(["month-to-month", "one-year", "two-year"], rows, p=[0.5, 0.3, 0.2])
-    logit = (
-        -1.0
-        + 0.03 * (monthly - 70)
-        - 0.04 * tenure
-        + np.where(contract == "month-to-month", 1.5, -0.5)
-        + rng.normal(0, 0.5, rows)
-    )
-    return pd.DataFrame(
-        {
-            "tenure_months": tenure,
-            "monthly_charges": monthly,
-            "total charges": total,
-            "contract": contract,
-            "region": rng.choice(["north", "south", "east", "west"], rows),
-            "paperless": rng.random(rows) < 0.6,
-            "churned": rng.random(rows) < 1 / (1 + np.exp(-logit)),
-        }
-    )
-
-
-def client_feeds(rows: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray[Any, Any]]:
-    feeds: dict[str, np.ndarray[Any, Any]] = {}
-    for spec in signature.inputs:
-        values = rows[spec.name]
-        if spec.type in ("number", "integer"):
-            feeds[spec.name] = values.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
-        elif spec.type == "boolean":
-            text = ["" if pd.isna(v) else ("true" if v else "false") for v in values]
-            feeds[spec.name] = np.array(text, dtype=object).reshape(-1, 1)
-        else:
-            text = ["" if pd.isna(v) else str(v) for v in values]
-            feeds[spec.name] = np.array(text, dtype=object).reshape(-1, 1)
-    return feeds
 
 
 def profile_document(frame: pd.DataFrame, signature: Signature, target: str) -> dict[str, Any]:
@@ -230,7 +189,7 @@ def served_models(seaweedfs: S3Endpoint) -> Iterator[ServedModels]:
         classification = _train(
             store,
             prefix,
-            churn_frame(),
+            churn_frame(1500).drop(columns=["customer_id", "age_band"]),
             name="churn",
             target="churned",
             task="classification",

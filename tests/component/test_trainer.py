@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
+from tests.component.churn_data import churn_frame, client_feeds
 
 from kubeloop.api.modelversion import Signature
 from kubeloop.devenv.seaweedfs import S3Endpoint
@@ -39,36 +40,6 @@ FAST_ENV = {
     "KUBELOOP_S3_RETRY_BASE_DELAY": "0.01",
     "KUBELOOP_S3_RETRY_MAX_DELAY": "0.05",
 }
-
-
-def churn_frame(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Churn-like data: numbers (some missing), categories, a boolean, a sensitive column."""
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(0, 72, rows)
-    monthly = rng.normal(70, 20, rows).round(2)
-    total = tenure * monthly
-    total[rng.random(rows) < 0.05] = np.nan
-    contract = rng.choice(["month-to-month", "one-year", "two-year"], rows, p=[0.5, 0.3, 0.2])
-    logit = (
-        -1.0
-        + 0.03 * (monthly - 70)
-        - 0.04 * tenure
-        + np.where(contract == "month-to-month", 1.5, -0.5)
-        + rng.normal(0, 0.5, rows)
-    )
-    return pd.DataFrame(
-        {
-            "customer_id": [f"c{i:05d}" for i in range(rows)],
-            "tenure_months": tenure,
-            "monthly_charges": monthly,
-            "total charges": total,
-            "contract": contract,
-            "region": rng.choice(["north", "south", "east", "west"], rows),
-            "age_band": rng.choice(["18-29", "30-44", "45-64", "65+"], rows),
-            "paperless": rng.random(rows) < 0.6,
-            "churned": rng.random(rows) < 1 / (1 + np.exp(-logit)),
-        }
-    )
 
 
 def upload_frame(store: ObjectStore, frame: pd.DataFrame, key: str) -> tuple[str, str]:
@@ -110,22 +81,6 @@ def config_body(
         "latencyRuns": 50,
         **extra,
     }
-
-
-def client_feeds(rows: pd.DataFrame, signature: Signature) -> dict[str, np.ndarray]:
-    """Inputs as a client (the inference server) builds them from raw values."""
-    feeds: dict[str, np.ndarray] = {}
-    for spec in signature.inputs:
-        values = rows[spec.name]
-        if spec.type in ("number", "integer"):
-            feeds[spec.name] = values.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
-        elif spec.type == "boolean":
-            text = ["" if pd.isna(v) else ("true" if v else "false") for v in values]
-            feeds[spec.name] = np.array(text, dtype=object).reshape(-1, 1)
-        else:
-            text = ["" if pd.isna(v) else str(v) for v in values]
-            feeds[spec.name] = np.array(text, dtype=object).reshape(-1, 1)
-    return feeds
 
 
 def read_json(store: ObjectStore, uri: S3Uri) -> Any:
