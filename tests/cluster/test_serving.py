@@ -540,15 +540,24 @@ def _pod_requests(kubectl: Kubectl, namespace: str, version: str) -> float:
     pods = kubectl.json(
         "get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={version}"
     )["items"]
+    ips = [
+        pod["status"]["podIP"]
+        for pod in pods
+        if pod["status"].get("podIP") and not pod["metadata"].get("deletionTimestamp")
+    ]
+    return _metric_sum(ips, 8080, "kubeloop_serve_requests_total{", 'endpoint="predict"')
+
+
+def _metric_sum(ips: list[str], port: int, prefix: str, contains: str = "") -> float:
+    """The sum over ``ips`` of the samples whose line starts with ``prefix`` (and has ``contains``)."""
     total = 0.0
-    for pod in pods:
-        ip = pod["status"].get("podIP")
-        if not ip or pod["metadata"].get("deletionTimestamp"):
-            continue
-        text = httpx.get(f"http://{ip}:8080/metrics", timeout=5).text
-        for line in text.splitlines():
-            if line.startswith("kubeloop_serve_requests_total{") and 'endpoint="predict"' in line:
-                total += float(line.rsplit(" ", 1)[1])
+    for ip in ips:
+        text = httpx.get(f"http://{ip}:{port}/metrics", timeout=5).text
+        total += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(prefix) and contains in line
+        )
     return total
 
 
@@ -608,15 +617,7 @@ def test_the_router_keeps_serving_while_the_api_server_is_unreachable(
 
 
 def _router_api_errors(ips: list[str]) -> float:
-    total = 0.0
-    for ip in ips:
-        text = httpx.get(f"http://{ip}:9090/metrics", timeout=5).text
-        total += sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("kubeloop_router_api_errors_total")
-        )
-    return total
+    return _metric_sum(ips, 9090, "kubeloop_router_api_errors_total")
 
 
 def test_following_production_rolls_out_a_newly_promoted_version_by_itself(
