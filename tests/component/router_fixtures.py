@@ -2,8 +2,9 @@
 
 * ``python router_fixtures.py backend --port P --version V [--delay-ms D]`` runs one backend:
   an aiohttp server answering every request with ``{"version": V, ...}`` and setting
-  ``x-kubeloop-version: V`` itself (as the inference server does), so tests see whether the
-  router lets exactly one header through. ``GET /_received`` lists what it received (method,
+  ``x-kubeloop-version: V`` itself and echoing ``x-request-id`` (as the inference server
+  does), so tests see whether the router lets exactly one header through; the answer names
+  the backend's port, so a test sees which pod answered. ``GET /_received`` lists what it received (method,
   path, body, shadow and request-id headers); ``DELETE /_received`` clears it.
 * ``Backend`` and ``RouterProcess`` start those and ``kubeloop route --routes-file`` as
   subprocesses on free ports and stop them by their own pid.
@@ -327,10 +328,13 @@ def _serve_backend(port: int, version: str, delay_ms: int, status: int) -> None:
                 "request_id": request.headers.get("x-request-id"),
             }
         )
+        headers = {"x-kubeloop-version": version}
+        if "x-request-id" in request.headers:  # echoed, as the inference server does
+            headers["x-request-id"] = request.headers["x-request-id"]
         return web.json_response(
-            {"version": version, "path": request.path},
+            {"version": version, "path": request.path, "port": port},
             status=status,
-            headers={"x-kubeloop-version": version},
+            headers=headers,
         )
 
     app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -101,6 +101,37 @@ def test_one_version_header_and_request_id(
     assert any(r["request_id"] == "req-1" for r in received)
 
 
+def test_feedback_reaches_the_pod_that_answered_the_prediction(
+    router: RouterProcess, backends: dict[str, list[Backend]]
+) -> None:
+    router.update(canary(backends, 40))
+    answered: dict[str, tuple[str, int]] = {}
+    with httpx.Client(base_url=router.url) as client:
+        for index in range(120):
+            response = client.post("/predict", json={"x": index})
+            version = response.headers["x-kubeloop-version"]
+            answered[response.headers["x-request-id"]] = (version, response.json()["port"])
+        # Both versions and both pods of iris-v1 answered: the checks below mean something.
+        assert {port for version, port in answered.values() if version == "iris-v1"} == {
+            backend.port for backend in backends["iris-v1"]
+        }
+        assert {version for version, _ in answered.values()} == {"iris-v1", "iris-v2"}
+        for request_id, (version, port) in answered.items():
+            response = client.post(
+                "/feedback",
+                json={"request_id": request_id, "label": 1},
+                headers={"x-request-id": request_id, "x-kubeloop-version": version},
+            )
+            assert response.status_code == 200
+            assert response.headers.get_list("x-kubeloop-version") == [version]
+            assert response.json() == {"version": version, "path": "/feedback", "port": port}
+        # A version the router does not serve, or none named: the split answers.
+        for named in ({"x-kubeloop-version": "iris-v9"}, {}):
+            response = client.post("/feedback", json={"request_id": "x", "label": 1}, headers=named)
+            assert response.status_code == 200
+            assert response.headers["x-kubeloop-version"] in ("iris-v1", "iris-v2")
+
+
 def test_sticky_header_and_cookie_pin_a_client(
     router: RouterProcess, backends: dict[str, list[Backend]]
 ) -> None:
@@ -256,6 +287,34 @@ def test_shadow_copies_arrive_intact_and_clients_see_stable(
     assert copies == set(sent)
     assert all(r["shadow"] == "1" for r in shadow.received())
     assert router.metric('kubeloop_router_shadow_copies_total{result="sent"}') >= len(sent)
+
+
+def test_every_feedback_is_copied_to_the_shadow(
+    router: RouterProcess, backends: dict[str, list[Backend]]
+) -> None:
+    shadow = backends["iris-v3"][0]
+    httpx.delete(f"http://{shadow.endpoint}/_received")
+    router.update(
+        routes(
+            ("iris-v1", 100, "stable", backends["iris-v1"]),
+            ("iris-v3", 0, "shadow", [shadow]),
+            shadow_percent=1,  # predictions are sampled; feedback is not
+        )
+    )
+    with httpx.Client(base_url=router.url) as client:
+        for index in range(40):
+            response = client.post(
+                "/feedback",
+                json={"request_id": f"req-{index}", "label": 0},
+                headers={"x-request-id": f"req-{index}", "x-kubeloop-version": "iris-v1"},
+            )
+            assert response.headers.get_list("x-kubeloop-version") == ["iris-v1"]
+    deadline = time.monotonic() + 10
+    while len(shadow.received()) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    copies = shadow.received()
+    assert sorted(r["request_id"] for r in copies) == sorted(f"req-{n}" for n in range(40))
+    assert {(r["path"], r["shadow"]) for r in copies} == {("/feedback", "1")}
 
 
 def test_shadow_percent_samples_requests(

@@ -95,6 +95,44 @@ def test_candidate_failures_fall_back_to_stable() -> None:
     assert "@kl_fallback" not in single
 
 
+def test_feedback_goes_to_the_version_the_client_names_and_pods_by_request_id() -> None:
+    text = render_nginx_conf(
+        table(
+            versions=[
+                version("v1", 100, "stable", "10.0.0.1:8080", "10.0.0.2:8080"),
+                version("v2", 0, "canary", "10.0.0.3:8080"),
+                version("v3", 0, "canary"),  # no ready pods: not a feedback target
+                version("v4", 0, "shadow", "10.0.0.4:8080"),
+            ]
+        ),
+        PARAMS,
+    )
+    mapping = block(text, "map $http_x_kubeloop_version $kl_feedback_version {")
+    assert [line.strip() for line in mapping.splitlines()[1:-1]] == [
+        '"v1" "v1";',
+        '"v2" "v2";',
+        "default $kl_version;",
+    ]
+    feedback = block(text, "location = /feedback {")
+    assert "proxy_pass http://kl_$kl_feedback_version;" in feedback
+    assert "add_header x-kubeloop-version $kl_feedback_version always;" in feedback
+    # Every feedback that fits is copied to the shadow, not only the sampled requests.
+    assert "kl_shadow if=$kl_body_fits;" in feedback
+    assert "kl_shadow_too_large if=$kl_body_too_large;" in feedback
+    for name in ("v1", "v2"):
+        upstream = block(text, f"upstream kl_{name} {{")
+        lines = [line.strip() for line in upstream.splitlines()]
+        # The same request id picks the same pod for a prediction and its feedback.
+        assert lines[1] == "hash $kl_request_id consistent;"
+        assert lines.index("hash $kl_request_id consistent;") < lines.index("keepalive 64;")
+    without_shadow = render_nginx_conf(
+        table(versions=[version("v1", 100, "stable", "10.0.0.1:8080")]), PARAMS
+    )
+    assert "access_log" not in block(without_shadow, "location = /feedback {")
+    nothing = render_nginx_conf(table(versions=[version("v1", 100, "stable")]), PARAMS)
+    assert "/feedback" not in nothing  # no version ready: the catch-all 503 answers it
+
+
 def test_sticky_header_keys_the_split_with_request_id_fallback() -> None:
     text = render_nginx_conf(
         table(versions=[version("v1", 100, "stable", "10.0.0.1:80")], stickyHeader="X-User-Id"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
@@ -77,6 +78,15 @@ def test_offer_counts_drops_without_target_and_when_full() -> None:
         assert (sample(other, "too_large"), sample(other, "failed")) == (1, 1)
 
     asyncio.run(scenario())
+
+
+def test_a_request_id_always_picks_the_same_shadow_pod() -> None:
+    replayer = ShadowReplayer(RouterMetrics())
+    picks = {f"req-{n}": replayer._pick(f"req-{n}", 3) for n in range(300)}
+    assert picks == {f"req-{n}": replayer._pick(f"req-{n}", 3) for n in range(300)}
+    assert set(picks.values()) == {0, 1, 2}
+    assert min(Counter(picks.values()).values()) > 60  # spread, not all on one pod
+    assert [replayer._pick("", 3) for _ in range(4)] == [0, 1, 2, 0]  # no id: round robin
 
 
 def test_rate_cap_drops_and_asks_to_pause() -> None:

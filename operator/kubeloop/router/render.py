@@ -32,6 +32,16 @@ What the back instance's configuration does, and why:
   hiding the header the server sets itself, so a client sees exactly one.
 * **``x-request-id``** is passed to the backends (the client's own, or NGINX's ``$request_id``)
   so the stable answer and its shadow copy can be joined in the prediction logs.
+* **Feedback reaches the pod that answered.** A server matches ``/feedback`` ids against the
+  predictions it made itself, so ``POST /feedback`` must not be split like a prediction:
+  it goes to the version named by the client's ``x-kubeloop-version`` header (the one the
+  prediction's answer carried) when that version has ready pods (even at weight 0), else
+  through the split. Within
+  a version the pod is chosen by a consistent hash of the request id (``hash $kl_request_id
+  consistent``) for every request, so a feedback sent with the prediction's ``x-request-id``
+  lands on the same pod as long as the version's pods are unchanged. Random ids spread
+  predictions evenly, as round robin did. With a shadow, every feedback that fits is copied
+  to it too (its predictions were copies with the same ids).
 * **Shadow side channel**: after the response has gone out (log phase), a sampled request's
   method, URI, content type, id and body go as one JSON line over UDP syslog to the router's
   controller on 127.0.0.1, which replays it to the shadow version (``shadow.py``). Sampling is
@@ -53,6 +63,7 @@ from pathlib import Path
 from kubeloop.router.table import RouteTable, StickyKey
 
 UPSTREAM_PREFIX = "kl_"
+FEEDBACK_PATH = "/feedback"
 SHADOW_TAG = "kubeloop_shadow"
 
 
@@ -176,6 +187,23 @@ def _split_lines(table: RouteTable) -> list[str]:
     return lines
 
 
+def _feedback_lines(table: RouteTable) -> list[str]:
+    """``$kl_feedback_version``: the routed version the client names, else the split's."""
+    lines = ["    map $http_x_kubeloop_version $kl_feedback_version {"]
+    lines += [f"        {quote(up.version)} {quote(up.version)};" for up in table.upstreams]
+    lines += ["        default $kl_version;", "    }"]
+    return lines
+
+
+def _fallback_lines(fallback: bool) -> list[str]:
+    if not fallback:
+        return []
+    return [
+        "            proxy_intercept_errors on;",
+        "            error_page 502 503 504 = @kl_fallback;",
+    ]
+
+
 def _shadow_lines(table: RouteTable, params: NginxParams) -> list[str]:
     """Sampling maps and log formats of the shadow side channel (``$kl_shadow_*``)."""
     if table.shadow is None:
@@ -197,6 +225,10 @@ def _shadow_lines(table: RouteTable, params: NginxParams) -> list[str]:
         '    map "$content_length:$http_transfer_encoding" $kl_body_fits {',
         f'        "~{fits[:-1]}:$" 1;',
         '        ":" 1;',
+        "        default 0;",
+        "    }",
+        "    map $kl_body_fits $kl_body_too_large {",
+        "        0 1;",
         "        default 0;",
         "    }",
         '    map "$kl_shadow_sampled$kl_body_fits" $kl_shadow_copy {',
@@ -352,6 +384,8 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
     ]
     for upstream in table.upstreams:
         lines.append(f"    upstream {UPSTREAM_PREFIX}{upstream.version} {{")
+        # Before keepalive, which must follow the balancing method.
+        lines.append("        hash $kl_request_id consistent;")
         for endpoint in upstream.endpoints:
             lines.append(
                 f"        server {endpoint} max_fails={params.max_fails}"
@@ -363,6 +397,7 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
         lines.append("    }")
     if table.split:
         lines += _split_lines(table)
+        lines += _feedback_lines(table)
     lines += _shadow_lines(table, params)
 
     listen = f"unix:{params.back_socket}" if params.front else str(params.listen_port)
@@ -372,23 +407,34 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
         lines.append(
             f"        access_log {shadow_log} kl_shadow_too_large if=$kl_shadow_too_large;"
         )
+    stable = table.stable if table.split and len(table.split) > 1 else None
+    fallback = stable is not None
+    if table.split:
+        lines.append(f"        location = {FEEDBACK_PATH} {{")
+        if table.shadow is not None:
+            # Overrides the server's access logs: every feedback that fits is copied.
+            lines.append(f"            access_log {shadow_log} kl_shadow if=$kl_body_fits;")
+            lines.append(
+                f"            access_log {shadow_log} kl_shadow_too_large if=$kl_body_too_large;"
+            )
+        lines += _proxy_location_lines(
+            "$kl_feedback_version", f"{UPSTREAM_PREFIX}$kl_feedback_version", " " * 12
+        )
+        lines += _fallback_lines(fallback)
+        lines.append("        }")
     lines.append("        location / {")
     if table.split:
         lines += _proxy_location_lines("$kl_version", f"{UPSTREAM_PREFIX}$kl_version", " " * 12)
-        if table.stable is not None and len(table.split) > 1:
-            lines.append("            proxy_intercept_errors on;")
-            lines.append("            error_page 502 503 504 = @kl_fallback;")
+        lines += _fallback_lines(fallback)
     else:
         lines.append("            default_type application/json;")
         lines.append(
             """            return 503 '{"error":"no model version is ready to serve"}\\n';"""
         )
     lines.append("        }")
-    if table.split and table.stable is not None and len(table.split) > 1:
+    if stable is not None:
         lines.append("        location @kl_fallback {")
-        lines += _proxy_location_lines(
-            quote(table.stable), f"{UPSTREAM_PREFIX}{table.stable}", " " * 12
-        )
+        lines += _proxy_location_lines(quote(stable), f"{UPSTREAM_PREFIX}{stable}", " " * 12)
         lines.append("        }")
     lines.append("    }")
 

@@ -7,8 +7,10 @@ UDP syslog datagram to 127.0.0.1 (``render.py``). The cost on the request path i
 ``sendto`` of a datagram; nothing waits for the shadow.
 
 The controller receives the datagrams (``ShadowReceiver``), puts them on a bounded queue and a
-small pool of workers replays each one to the shadow version's endpoints (round robin) with
-``x-kubeloop-shadow: 1`` and the original ``x-request-id``. Answers are read and discarded;
+small pool of workers replays each one to one of the shadow version's endpoints with
+``x-kubeloop-shadow: 1`` and the original ``x-request-id``. The endpoint is chosen by a hash
+of the request id (round robin without one), so a feedback copy with a prediction's id
+reaches the shadow pod that made that prediction, as NGINX's own hash does for live pods. Answers are read and discarded;
 outcomes are counted. Whatever cannot keep up is dropped and counted, never queued without
 bound, and at most ``max_rate`` copies per second are replayed (the controller shares the
 pod's CPU limit with NGINX): while the queue is full or the cap is reached the receiver
@@ -34,6 +36,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +195,12 @@ class ShadowReplayer:
                     worker.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
 
+    def _pick(self, request_id: str, count: int) -> int:
+        """The endpoint index for a request id: stable per id, round robin without one."""
+        if request_id:
+            return zlib.crc32(request_id.encode()) % count
+        return next(self._next) % count
+
     async def _work(self, session: aiohttp.ClientSession) -> None:
         while True:
             record = await self._queue.get()
@@ -203,7 +212,7 @@ class ShadowReplayer:
             if not endpoints:
                 self._counts["dropped"].inc()
                 continue
-            endpoint = endpoints[next(self._next) % len(endpoints)]
+            endpoint = endpoints[self._pick(record.request_id, len(endpoints))]
             headers = {SHADOW_HEADER: "1"}
             if record.request_id:
                 headers["x-request-id"] = record.request_id
