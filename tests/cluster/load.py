@@ -5,6 +5,11 @@ with keep-alive connections), so a slow version shows up as latency rather than 
 requests. Every outcome is kept: when it was sent, the status (0 for a transport error), the
 ``x-kubeloop-version`` that answered, and the latency, so a test can count failures and the
 split per version in any time window.
+
+With ``feedback``, each answered prediction is followed on the same connection by a ``POST
+/feedback`` carrying the answer's ``x-request-id`` and ``x-kubeloop-version`` (as a client
+of the router does), whose body ``feedback(number, request_id)`` makes; its answers are kept
+in ``feedback_answers``.
 """
 
 from __future__ import annotations
@@ -45,9 +50,13 @@ class SteadyLoad:
         rate: float,
         threads: int = 8,
         timeout: float = 10.0,
+        feedback: Callable[[int, str], Any] | None = None,
     ) -> None:
         self.url = url
         self.body = body
+        self.feedback = feedback
+        self.feedback_url = url.rsplit("/", 1)[0] + "/feedback"
+        self.feedback_answers: list[tuple[int, str | None, Any]] = []
         self.rate = rate
         self.threads = threads
         self.timeout = timeout
@@ -99,6 +108,30 @@ class SteadyLoad:
             outcome = Outcome(started, 0, None, time.monotonic() - started, repr(exc))
         with self._lock:
             self.outcomes.append(outcome)
+        if self.feedback is not None and not outcome.failed:
+            self._send_feedback(client, self.feedback, number, response)
+
+    def _send_feedback(
+        self,
+        client: httpx.Client,
+        feedback: Callable[[int, str], Any],
+        number: int,
+        answer: httpx.Response,
+    ) -> None:
+        request_id = answer.headers.get("x-request-id", "")
+        headers = {"x-request-id": request_id}
+        if version := answer.headers.get("x-kubeloop-version"):
+            headers["x-kubeloop-version"] = version
+        try:
+            response = client.post(
+                self.feedback_url, json=feedback(number, request_id), headers=headers
+            )
+            answer_body = response.json() if response.status_code == httpx.codes.OK else None
+            seen = (response.status_code, response.headers.get("x-kubeloop-version"), answer_body)
+        except (httpx.HTTPError, ValueError) as exc:
+            seen = (0, None, repr(exc))
+        with self._lock:
+            self.feedback_answers.append(seen)
 
     def now(self) -> float:
         return time.monotonic()

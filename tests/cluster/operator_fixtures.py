@@ -31,6 +31,8 @@ from kubeloop.storage import ObjectStore
 REPO = Path(__file__).resolve().parents[2]
 
 DATA_BUCKET = "kubeloop-demo"
+# Deleted in this order: what is served first, then what serves it, then the data.
+KUBELOOP_PLURALS = ("deployments", "trainingruns", "modelversions", "datasets")
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +141,10 @@ def operator_namespace(
     operator.start()
     OPERATORS[namespace] = operator
     yield namespace
+    # Deleted while the operator runs, so its finalizers come off: otherwise the namespace
+    # stays Terminating for as long as a kept cluster lives.
+    kinds = ",".join(f"{plural}.kubeloop.io" for plural in KUBELOOP_PLURALS)
+    kubectl.run("delete", kinds, "--all", "-n", namespace, "--timeout=60s")
     operator.stop()
     # The webhooks point at this operator only: do not leave them to block later changes.
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):

@@ -2,7 +2,7 @@
 
 One module, one operator, one trained model family (``churn``): v1 and v2 from TrainingRuns,
 v3 a genuinely slow copy of v1 (registered by hand, its artifact verified), v4 a forged entry
-whose digest does not match its artifact. Every request goes through the router's Service
+whose digest does not match its artifact, v5 a copy of v1 that answers the other class. Every request goes through the router's Service
 (kube-proxy on the host) under a steady load, and every answer is recorded.
 """
 
@@ -24,8 +24,8 @@ import tritonclient.http as triton
 import yaml
 from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.load import SteadyLoad
+from tests.cluster.model_copies import flipped_copy, slow_copy
 from tests.cluster.operator_fixtures import DATA_BUCKET
-from tests.cluster.slow_model import slow_copy
 
 from kubeloop.devenv.cluster import ClusterInfo
 from kubeloop.devenv.demo import churn_csv
@@ -125,7 +125,7 @@ def _register_copy(
 
 @pytest.fixture(scope="module")
 def versions(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[str, Any]:
-    """churn-v1, churn-v2 (trained), churn-v3 (slow copy of v1), churn-v4 (forged digest)."""
+    """churn-v1, -v2 (trained), -v3 (slow copy of v1), -v4 (forged digest), -v5 (flipped v1)."""
     namespace = operator_namespace
     uri = f"s3://{DATA_BUCKET}/churn/serving.csv"
     with ObjectStore(s3.settings()) as store:
@@ -151,13 +151,25 @@ def versions(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[
         forged = _register_copy(
             kubectl, namespace, store, first, version=4, model_bytes=original, sha256="0" * 64
         )
+        labels = first["spec"]["signature"]["output"]["labels"]
+        flipped = _register_copy(
+            kubectl, namespace, store, first, version=5, model_bytes=flipped_copy(original, labels)
+        )
         test_set = io.BytesIO()
         prefix = first["spec"]["artifact"]["uri"].rsplit("/", 1)[0]
         store.download(S3Uri.parse(f"{prefix}/test-set.parquet"), test_set)
     assert _validated(kubectl, namespace, slow)["status"]["phase"] == "Validated"
     assert _validated(kubectl, namespace, forged)["status"]["phase"] == "Rejected"
+    assert _validated(kubectl, namespace, flipped)["status"]["phase"] == "Validated"
     frame = pd.read_parquet(io.BytesIO(test_set.getvalue()))
-    return {"v1": v1, "v2": v2, "slow": slow, "forged": forged, "test_set": frame}
+    return {
+        "v1": v1,
+        "v2": v2,
+        "slow": slow,
+        "forged": forged,
+        "flipped": flipped,
+        "test_set": frame,
+    }
 
 
 def _records(frame: pd.DataFrame, signature: dict[str, Any]) -> list[dict[str, Any]]:
@@ -667,3 +679,67 @@ def test_following_production_rolls_out_a_newly_promoted_version_by_itself(
     pdbs = kubectl.json("get", "pdb", "-n", namespace, "-l", selector)["items"]
     assert [h["spec"]["maxReplicas"] for h in hpas] == [2]
     assert [p["spec"]["minAvailable"] for p in pdbs] == [1]
+
+
+def test_feedback_reaches_the_version_that_answered_and_a_wrong_canary_is_rolled_back(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    """A copy of v1 answering the other class passes every traffic check; live accuracy fails it.
+
+    Every prediction is followed by its feedback (the true label) through the router, with the
+    answer's ``x-request-id`` and ``x-kubeloop-version``. Two replicas per version: the router
+    must pick the version *and* the pod that made the prediction for the server to match it.
+    """
+    namespace = operator_namespace
+    url = _endpoint(kubectl, namespace)
+    stable = _status(kubectl, namespace)["stableVersion"]
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    frame: pd.DataFrame = versions["test_set"]
+    records = _records(frame, mv["spec"]["signature"])
+    truths = [str(value) for value in frame["churned"]]  # the Dataset's target
+    canary = {
+        "type": "Canary",
+        "canary": {
+            "steps": [{"weight": 50, "pause": "60s"}, {"weight": 100, "pause": "0s"}],
+            "scaleDownDelay": "5s",
+            "analysis": {
+                "interval": "5s",
+                "minRequests": 20,
+                "maxErrorRate": 0.01,
+                "minLiveAccuracy": 0.6,
+                "minFeedback": 30,
+                "maxInconclusive": 50,
+            },
+        },
+    }
+    deployment = _deployment(versions["flipped"], **canary)
+    deployment["spec"]["replicas"] = 2
+    load = SteadyLoad(
+        f"{url}/predict",
+        lambda i: {"records": [records[i % len(records)]]},
+        rate=LOAD_RATE,
+        feedback=lambda i, request_id: {"request_id": request_id, "label": truths[i % len(truths)]},
+    )
+    with load:
+        time.sleep(2)
+        _apply(kubectl, namespace, deployment)
+        seen = _watch(
+            kubectl, namespace, load, lambda s: s.get("phase") == "RolledBack", timeout=240
+        )
+        time.sleep(2)
+    status = seen[-1][1]
+    assert status["stableVersion"] == stable
+    assert load.failures() == [], load.failures()[:5]
+    assert {o.version for o in load.outcomes} == {stable, versions["flipped"]}
+    failed = [r for r in status["analysis"][-1]["results"] if r["verdict"] == "Fail"]
+    assert [r["check"] for r in failed] == ["liveAccuracy"], failed
+    assert failed[0]["candidate"] < 0.5 and failed[0]["threshold"] == 0.6, failed
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert "accuracy" in degraded["message"].lower(), degraded
+    # Feedback went to the version named and met the prediction on its pod: matched.
+    answers = load.feedback_answers
+    assert answers and all(code == httpx.codes.OK for code, _, _ in answers), answers[:3]
+    assert {version for _, version, _ in answers} == {stable, versions["flipped"]}
+    matched = sum(body["matched"] for _, _, body in answers)
+    items = sum(body["matched"] + body["unmatched"] for _, _, body in answers)
+    assert matched >= 0.98 * items, (matched, items)

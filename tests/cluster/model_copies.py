@@ -1,10 +1,15 @@
-"""A genuinely slow copy of a real model, for the bad-canary test.
+"""Bad copies of a real model, made by graph surgery, for the bad-canary tests.
 
-The copy answers exactly what the original answers (same inputs, outputs, signature and
-metadata) but every inference first runs a chain of dense matrix products that depends on
-the input, so ONNX Runtime cannot fold it away: the served version is slow for real, not
-told to pretend. Its result is added to the probabilities as ``Cast(IsNaN(sum))``, which is 0
-for any finite input.
+Both keep the original's inputs, outputs, signature and metadata, so the server loads them
+like any version; what is wrong with them is real, not told to pretend:
+
+* ``slow_copy`` answers exactly what the original answers but every inference first runs a
+  chain of dense matrix products that depends on the input, so ONNX Runtime cannot fold it
+  away. Its result is added to the probabilities as ``Cast(IsNaN(sum))``, which is 0 for any
+  finite input.
+* ``flipped_copy`` (a binary classifier) answers the *other* class: its label is the class
+  of the smallest probability. The probabilities are untouched, so only the labels (and the
+  live accuracy from feedback) give it away.
 """
 
 from __future__ import annotations
@@ -49,5 +54,25 @@ def slow_copy(
         helper.make_node("Add", ["kl_real_probabilities", "kl_zero"], [PROBABILITIES]),
     ]
     graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def flipped_copy(model_bytes: bytes, labels: list[str]) -> bytes:
+    """``model_bytes`` answering ``labels[argmin(probabilities)]`` (two classes, signature order)."""
+    if len(labels) != 2:
+        raise ValueError(f"flipping needs two classes, not {labels}")
+    model = onnx.load_model_from_string(model_bytes)
+    graph = model.graph
+    label, probabilities = graph.output[0].name, graph.output[1].name
+    for node in graph.node:
+        node.output[:] = ["kl_real_label" if o == label else o for o in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.array(labels, dtype=object), "kl_labels"))
+    graph.node.extend(
+        [
+            helper.make_node("ArgMin", [probabilities], ["kl_other"], axis=1, keepdims=0),
+            helper.make_node("Gather", ["kl_labels", "kl_other"], [label], axis=0),
+        ]
+    )
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
