@@ -47,15 +47,23 @@ def _get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, An
     return body
 
 
-def _train(kubectl: Kubectl, namespace: str, name: str, params: dict[str, Any]) -> str:
+def _train(
+    kubectl: Kubectl,
+    namespace: str,
+    name: str,
+    params: dict[str, Any],
+    *,
+    dataset: str = "churn",
+    estimator: str = "RandomForestClassifier",
+) -> str:
     run = {
         "apiVersion": "kubeloop.io/v1alpha1",
         "kind": "TrainingRun",
         "metadata": {"name": name},
         "spec": {
-            "datasetRef": {"name": "churn"},
-            "modelName": "churn",
-            "estimator": {"name": "RandomForestClassifier", "params": params},
+            "datasetRef": {"name": dataset},
+            "modelName": dataset,
+            "estimator": {"name": estimator, "params": params},
             "seed": 5,
         },
     }
@@ -743,3 +751,104 @@ def test_feedback_reaches_the_version_that_answered_and_a_wrong_canary_is_rolled
     matched = sum(body["matched"] for _, _, body in answers)
     items = sum(body["matched"] + body["unmatched"] for _, _, body in answers)
     assert matched >= 0.98 * items, (matched, items)
+
+
+def test_a_regression_model_canaries_to_full_traffic_with_feedback(
+    kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint, versions: dict[str, Any]
+) -> None:
+    """A regressor (``charges``) served, canaried 50 -> 100 under load, fed back its true values."""
+    namespace = operator_namespace
+    # Its router and servers would only take CPU from this rollout's.
+    kubectl.ok(
+        "delete", "deployments.kubeloop.io", DEPLOYMENT, "-n", namespace, "--ignore-not-found"
+    )
+    dataset = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "charges"},
+        "spec": {"source": {"uri": f"s3://{DATA_BUCKET}/churn/serving.csv"}, "target": "charges"},
+    }
+    _apply(kubectl, namespace, dataset)
+    forest = "RandomForestRegressor"
+    first = _train(kubectl, namespace, "charges-a", {"n_estimators": 20, "max_depth": 4},
+                   dataset="charges", estimator=forest)  # fmt: skip
+    second = _train(kubectl, namespace, "charges-b", {"n_estimators": 30, "max_depth": 5},
+                    dataset="charges", estimator=forest)  # fmt: skip
+    mv = _validated(kubectl, namespace, first)
+    assert mv["status"]["phase"] == "Validated"
+    assert _validated(kubectl, namespace, second)["status"]["phase"] == "Validated"
+    test_set = io.BytesIO()
+    with ObjectStore(s3.settings()) as store:
+        prefix = mv["spec"]["artifact"]["uri"].rsplit("/", 1)[0]
+        store.download(S3Uri.parse(f"{prefix}/test-set.parquet"), test_set)
+    frame = pd.read_parquet(io.BytesIO(test_set.getvalue()))
+    records = _records(frame, mv["spec"]["signature"])
+    truths = [float(value) for value in frame["charges"]]
+
+    deployment = _deployment(first)
+    deployment["metadata"]["name"] = "charges"
+    deployment["spec"]["strategy"]["canary"]["steps"] = [
+        {"weight": 50, "pause": "15s"},
+        {"weight": 100, "pause": "0s"},
+    ]
+    _apply(kubectl, namespace, deployment)
+    status = wait_until(
+        lambda: (
+            (s := _get(kubectl, namespace, "deployments.kubeloop.io", "charges").get("status"))
+            and s.get("phase") == "Healthy"
+            and s
+        ),
+        timeout=240,
+        interval=2,
+        what="the regression model to serve",
+    )
+    service = status["endpoint"].removeprefix("http://").split(".")[0]
+    url = f"http://{_get(kubectl, namespace, 'service', service)['spec']['clusterIP']}:80"
+    response = httpx.post(f"{url}/predict", json={"records": records[:100]}, timeout=10)
+    assert response.status_code == httpx.codes.OK, response.text
+    served = [p["value"] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(served, frame["kubeloop:prediction"].head(100), rtol=1e-5)
+
+    load = SteadyLoad(
+        f"{url}/predict",
+        lambda i: {"records": [records[i % len(records)]]},
+        rate=100.0,
+        feedback=lambda i, request_id: {"request_id": request_id, "value": truths[i % len(truths)]},
+    )
+    with load:
+        time.sleep(2)
+        deployment["spec"]["model"] = {"version": second}
+        _apply(kubectl, namespace, deployment)
+        wait_until(
+            lambda: (
+                (s := _get(kubectl, namespace, "deployments.kubeloop.io", "charges")["status"]).get(
+                    "stableVersion"
+                )
+                == second
+                and s.get("phase") == "Healthy"
+            ),
+            timeout=240,
+            interval=1,
+            what="the second regressor to become stable",
+        )
+    assert load.failures() == [], load.failures()[:5]
+    assert {o.version for o in load.outcomes} == {first, second}
+    status = _get(kubectl, namespace, "deployments.kubeloop.io", "charges")["status"]
+    divergences = [
+        result["candidate"]
+        for run in status["analysis"]
+        if run["candidate"] == second
+        for result in run["results"]
+        if result["check"] == "predictionDivergence" and result["verdict"] == "Pass"
+    ]
+    assert divergences and all(0 <= value <= 0.5 for value in divergences), status["analysis"]
+    answers = load.feedback_answers
+    assert answers and all(code == httpx.codes.OK for code, _, _ in answers), answers[:3]
+    matched = sum(body["matched"] for _, _, body in answers)
+    assert matched >= 0.98 * len(answers), (matched, len(answers))
+    pods = kubectl.json("get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={second}")[
+        "items"
+    ]
+    ips = [p["status"]["podIP"] for p in pods if p["status"].get("podIP")]
+    errors = _metric_sum(ips, 8080, "kubeloop_serve_feedback_abs_error_count")
+    assert errors > 0, "the regressor's feedback never reached its absolute-error histogram"
