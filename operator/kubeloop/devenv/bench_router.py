@@ -12,11 +12,14 @@ once per round, medians over rounds), with ``wrk`` POSTing a single-row JSON bod
 * **router without front**: ``KUBELOOP_ROUTE_FRONT=false``, one NGINX instance: what the
   reload-proof front instance costs.
 
-Three loads: 32 connections flat out (throughput; on a small machine wrk, NGINX and the
+Four loads: 32 connections flat out (throughput; on a small machine wrk, NGINX and the
 backend share the CPUs, so every microsecond of router CPU is taken from the backend: a
-pessimistic view), 32 connections paced at 4 ms between requests per connection (a steady
-load below saturation: the latency the router adds at 32 connections), and 1 connection
-(the router's own per-request latency). "router CPU" is the CPU time of the router's whole
+pessimistic view), 32 connections flat out with the router on **its own CPU** (``taskset``:
+wrk and the backend on CPU 0 in both the direct and the routed run, the router's processes on
+CPU 1, as its own pod has its own CPU in a cluster: whether a router costs the clients
+throughput when it is not competing with the backend for the same core), 32 connections
+paced at 4 ms between requests per connection (a steady load below saturation: the latency
+the router adds at 32 connections), and 1 connection (the router's own per-request latency). "router CPU" is the CPU time of the router's whole
 process tree (both NGINX instances and the controller) per request: the machine-independent
 figure that says how many requests a core can route.
 
@@ -66,11 +69,16 @@ class Load:
     connections: int
     paced: bool
     paths: tuple[str, ...]
+    pinned: bool = False  # wrk and backend on CPU 0, the router on CPU 1
 
 
 ALL_PATHS = ("direct", "router", "router + shadow", "router without front (front=false)")
+PINNED_PATHS = ("direct", "router", "router without front (front=false)")
+# CPU 0 for wrk and the backend, CPU 1 for the router (pinned loads only).
+CLIENT_CPU, ROUTER_CPU = "0", "1"
 LOADS = (
     Load("32, flat out", 32, False, ALL_PATHS),
+    Load("32, flat out, router on its own CPU", 32, False, PINNED_PATHS, pinned=True),
     Load(f"32, paced ({PACE_MS} ms between requests)", 32, True, ALL_PATHS),
     Load("1, flat out", 1, False, ALL_PATHS[:2]),
 )
@@ -106,12 +114,17 @@ def _wait(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"{url} did not answer")
 
 
+def _on_cpus(args: list[str], cpus: str | None) -> list[str]:
+    """``args`` run on the CPUs ``cpus`` (a ``taskset`` list; children inherit it), or anywhere."""
+    return args if cpus is None else ["taskset", "-c", cpus, *args]
+
+
 @contextmanager
 def _process(
-    args: list[str], env: Mapping[str, str] | None = None
+    args: list[str], env: Mapping[str, str] | None = None, cpus: str | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     environment = None if env is None else {**os.environ, **env}
-    process = subprocess.Popen(args, env=environment)  # noqa: S603 - our own commands
+    process = subprocess.Popen(_on_cpus(args, cpus), env=environment)  # noqa: S603 - our own commands
     try:
         yield process
     finally:
@@ -125,10 +138,10 @@ def _process(
 
 
 @contextmanager
-def _backend(delay_ms: int = 0, kind: str = "asgi") -> Iterator[str]:
+def _backend(delay_ms: int = 0, kind: str = "asgi", cpus: str | None = None) -> Iterator[str]:
     port = _free_port()
     args = [sys.executable, "-m", "kubeloop.devenv.bench_router", "backend", "--port", str(port)]
-    with _process([*args, "--delay-ms", str(delay_ms), "--kind", kind]):
+    with _process([*args, "--delay-ms", str(delay_ms), "--kind", kind], cpus=cpus):
         _wait(f"http://127.0.0.1:{port}/")
         yield f"127.0.0.1:{port}"
 
@@ -168,7 +181,7 @@ def _tree_cpu_seconds(root: int) -> float:
 
 @contextmanager
 def _router(
-    state_dir: Path, document: dict[str, Any], *, front: bool = True
+    state_dir: Path, document: dict[str, Any], *, front: bool = True, cpus: str | None = None
 ) -> Iterator[RouterHandle]:
     """``kubeloop route --routes-file`` on free ports."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -187,7 +200,7 @@ def _router(
         "KUBELOOP_ROUTE_LOG_LEVEL": "WARNING",
         "KUBELOOP_ROUTE_FRONT": "true" if front else "false",
     }
-    with _process([sys.executable, "-m", "kubeloop", "route"], env) as process:
+    with _process([sys.executable, "-m", "kubeloop", "route"], env, cpus) as process:
         _wait(f"http://127.0.0.1:{health}/healthz")
         yield RouterHandle(
             f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics", process.pid
@@ -201,12 +214,15 @@ def _duration_ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, *, connections: int, seconds: int, script: Path) -> WrkResult:
+def wrk(
+    url: str, *, connections: int, seconds: int, script: Path, cpus: str | None = None
+) -> WrkResult:
     """Run wrk against ``url`` and parse requests/s, p50, p99 and errors."""
     threads = min(2, connections)
     binary = shutil.which("wrk") or "wrk"
+    command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]  # fmt: skip
     output = subprocess.run(  # noqa: S603 - fixed commands of the benchmark
-        [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        _on_cpus(command, cpus),
         capture_output=True,
         text=True,
         check=True,
@@ -253,8 +269,17 @@ def _measure(
     state_dir: Path, kind: str, scripts: dict[bool, Path], rounds: int, seconds: int
 ) -> tuple[dict[tuple[str, str], WrkResult], dict[str, float]]:
     runs: dict[tuple[str, str], list[WrkResult]] = {}
-    with _backend(kind=kind) as fast, _backend(delay_ms=200) as slow:
-        plain = {"versions": [{"name": "bench-v1", "weight": 100, "endpoints": [fast]}]}
+    pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    loads = [load for load in LOADS if pin or not load.pinned]
+    with (
+        _backend(kind=kind) as fast,
+        _backend(delay_ms=200) as slow,
+        _backend(kind=kind, cpus=CLIENT_CPU if pin else None) as pinned,
+    ):
+
+        def plain(endpoint: str) -> dict[str, Any]:
+            return {"versions": [{"name": "bench-v1", "weight": 100, "endpoints": [endpoint]}]}
+
         shadowed = {
             "versions": [
                 {"name": "bench-v1", "weight": 100, "endpoints": [fast]},
@@ -262,29 +287,41 @@ def _measure(
             ],
             "shadowPercent": 100,
         }
+        on_own_cpu = ROUTER_CPU if pin else None
         with (
-            _router(state_dir / f"router-{kind}", plain) as router,
+            _router(state_dir / f"router-{kind}", plain(fast)) as router,
             _router(state_dir / f"shadow-{kind}", shadowed) as shadow,
-            _router(state_dir / f"single-{kind}", plain, front=False) as single,
+            _router(state_dir / f"single-{kind}", plain(fast), front=False) as single,
+            _router(state_dir / f"pinned-{kind}", plain(pinned), cpus=on_own_cpu) as router_1,
+            _router(
+                state_dir / f"pinned-single-{kind}", plain(pinned), front=False, cpus=on_own_cpu
+            ) as single_1,
         ):
-            targets: dict[str, tuple[str, RouterHandle | None]] = {
-                "direct": (f"http://{fast}/predict", None),
-                "router": (f"{router.url}/predict", router),
-                "router + shadow": (f"{shadow.url}/predict", shadow),
-                "router without front (front=false)": (f"{single.url}/predict", single),
+            targets: dict[tuple[str, bool], tuple[str, RouterHandle | None]] = {
+                ("direct", False): (f"http://{fast}/predict", None),
+                ("router", False): (f"{router.url}/predict", router),
+                ("router + shadow", False): (f"{shadow.url}/predict", shadow),
+                ("router without front (front=false)", False): (f"{single.url}/predict", single),
+                ("direct", True): (f"http://{pinned}/predict", None),
+                ("router", True): (f"{router_1.url}/predict", router_1),
+                ("router without front (front=false)", True): (
+                    f"{single_1.url}/predict",
+                    single_1,
+                ),
             }
             for url, _ in targets.values():  # warm up connections and caches
                 wrk(url, connections=32, seconds=1, script=scripts[False])
             for _ in range(rounds):
-                for load in LOADS:
+                for load in loads:
                     for name in load.paths:
-                        url, handle = targets[name]
+                        url, handle = targets[(name, load.pinned)]
                         before = 0.0 if handle is None else _tree_cpu_seconds(handle.pid)
                         result = wrk(
                             url,
                             connections=load.connections,
                             seconds=seconds,
                             script=scripts[load.paced],
+                            cpus=CLIENT_CPU if load.pinned else None,
                         )
                         if handle is not None:
                             used = _tree_cpu_seconds(handle.pid) - before
