@@ -182,6 +182,9 @@ def _show_examples(kubectl: _Kubectl) -> None:
     print(f"  ... {len(samples)} invalid samples in the catalogue, each refused with its message")
 
 
+CHURN_TARGET = "churned"
+
+
 def _manifests() -> list[dict[str, Any]]:
     dataset = {
         "apiVersion": "kubeloop.io/v1alpha1",
@@ -189,7 +192,7 @@ def _manifests() -> list[dict[str, Any]]:
         "metadata": {"name": "churn"},
         "spec": {
             "source": {"uri": CHURN_URI},
-            "target": "churned",
+            "target": CHURN_TARGET,
             "sliceColumns": ["region"],
             "validation": {"minRows": 500, "maxMissingFraction": 0.05},
         },
@@ -244,6 +247,22 @@ def _wait_for_model(kubectl: _Kubectl, run_name: str = "churn-search") -> dict[s
         time.sleep(3)
     print(f"  gave up after {_WAIT_SECONDS}s: see .run/operator.log")
     return None
+
+
+def _rows_and_labels(mv: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The first 200 rows of the demo table as request records, and their true labels."""
+    inputs = [item["name"] for item in mv["spec"]["signature"]["inputs"]]
+    table = pd.read_csv(io.BytesIO(churn_csv())).head(200)
+    frame = table[inputs]
+    labels = [str(value) for value in table[CHURN_TARGET]]
+    records = [
+        {
+            k: (None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v))
+            for k, v in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]
+    return records, labels
 
 
 def run_demo(state_dir: Path) -> int:
@@ -325,21 +344,14 @@ def run_demo(state_dir: Path) -> int:
         store.download(S3Uri.parse(report), local)
     print(f"  report {report}\n  (a copy to open in a browser: {local})")
 
-    inputs = [item["name"] for item in mv["spec"]["signature"]["inputs"]]
-    frame = pd.read_csv(io.BytesIO(churn_csv()))[inputs].head(200)
-    records = [
-        {
-            k: (None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v))
-            for k, v in row.items()
-        }
-        for row in frame.to_dict(orient="records")
-    ]
+    records, labels = _rows_and_labels(mv)
     status = run_serving_demo(
         kubectl,
         kubectl.json,
         namespace=DEMO_NAMESPACE,
         model_version=name,
         records=records,
+        labels=labels,
         wait_for_run=lambda run_name: _wait_for_model(kubectl, run_name),
     )
     print(

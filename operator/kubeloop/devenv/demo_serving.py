@@ -4,7 +4,9 @@ After the first half has registered a ModelVersion, this part applies a kubeloop
 (canary strategy), waits until it serves, sends a few predictions through the router's
 Service, trains a second version, and rolls it out 10 % → 50 % → 100 % while a small steady
 load runs, printing the weights and every analysis as they change, and the failed requests
-at the end (there should be none).
+at the end (there should be none). Every answered prediction is followed by its feedback
+(the row's true label, with the answer's ``x-request-id`` and ``x-kubeloop-version``), so the
+analysis also judges live accuracy, and the demo prints how much feedback met its prediction.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def deployment_manifest(version: str) -> dict[str, Any]:
                         "minRequests": 10,
                         "maxErrorRate": 0.01,
                         "maxP99LatencyRatio": 5.0,
+                        # Better than a coin: a sanity floor any real churn model clears.
+                        "minLiveAccuracy": 0.5,
+                        "minFeedback": 20,
                         "maxInconclusive": 50,
                     },
                 },
@@ -75,12 +80,13 @@ def second_run() -> dict[str, Any]:
 
 
 class _Load:
-    """A few requests per second through the router, every outcome counted by version."""
+    """A few requests per second through the router, each followed by its feedback."""
 
-    def __init__(self, url: str, records: list[dict[str, Any]]) -> None:
-        self.url, self.records = url, records
+    def __init__(self, url: str, records: list[dict[str, Any]], labels: list[str]) -> None:
+        self.url, self.records, self.labels = url, records, labels
         self.answers: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.feedback: Counter[str] = Counter()  # matched / unmatched / failed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -99,9 +105,12 @@ class _Load:
             while not self._stop.is_set():
                 record = self.records[number % len(self.records)]
                 try:
-                    response = client.post(self.url, json={"records": [record]})
+                    response = client.post(f"{self.url}/predict", json={"records": [record]})
                     if response.status_code == httpx.codes.OK:
                         self.answers[response.headers.get("x-kubeloop-version", "?")] += 1
+                        self._send_feedback(
+                            client, response, self.labels[number % len(self.labels)]
+                        )
                     else:
                         self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
                 except httpx.HTTPError as exc:
@@ -110,6 +119,24 @@ class _Load:
                 delay = start + number / LOAD_RATE - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+
+    def _send_feedback(self, client: httpx.Client, answer: httpx.Response, label: str) -> None:
+        request_id = answer.headers.get("x-request-id", "")
+        headers = {
+            "x-request-id": request_id,
+            "x-kubeloop-version": answer.headers.get("x-kubeloop-version", ""),
+        }
+        body = {"request_id": request_id, "label": label}
+        try:
+            response = client.post(f"{self.url}/feedback", json=body, headers=headers)
+            result = response.json() if response.status_code == httpx.codes.OK else {}
+        except (httpx.HTTPError, ValueError):
+            result = {}
+        if not result:
+            self.feedback["failed"] += 1
+        else:
+            self.feedback["matched"] += result.get("matched", 0)
+            self.feedback["unmatched"] += result.get("unmatched", 0)
 
 
 def _status(kubectl_json: KubectlJson, namespace: str) -> dict[str, Any]:
@@ -147,10 +174,17 @@ def _wait(
     return None
 
 
+def _result_text(result: dict[str, Any]) -> str:
+    text = f"{result['check']} {result['verdict']}"
+    if result["check"] == "liveAccuracy" and result.get("candidate") is not None:
+        text += f" {100 * result['candidate']:.0f}%"
+    return text
+
+
 def _print_analyses(status: dict[str, Any], seen: int) -> int:
     runs = status.get("analysis") or []
     for run in runs[seen:]:
-        checks = "; ".join(f"{r['check']} {r['verdict']}" for r in run.get("results", [])[:6])
+        checks = "; ".join(_result_text(r) for r in run.get("results", []))
         print(f"    analysis step {run['step']}: {run['verdict']} ({checks})", flush=True)
     return len(runs)
 
@@ -162,10 +196,22 @@ def run_serving_demo(
     namespace: str,
     model_version: str,
     records: list[dict[str, Any]],
+    labels: list[str],
     wait_for_run: Callable[[str], dict[str, Any] | None],
 ) -> int:
-    """Serve ``model_version``, predict through the router, then canary the next version."""
+    """Serve ``model_version``, predict through the router, then canary the next version.
+
+    ``labels`` are the true labels of ``records``, sent back as feedback.
+    """
     print(f"\n== serving {model_version}: a kubeloop Deployment (router + one server pod)")
+    if kubectl_json("get", "deployments.kubeloop.io", "-n", namespace)["items"]:
+        # A rerun starts the serving half from its first version again, not as a rollout
+        # of an earlier run's live version (which would wait for traffic that never comes).
+        print("  (deleting the Deployment an earlier demo run left, and its pods)")
+        kubectl(
+            "delete", "deployments.kubeloop.io", DEPLOYMENT, "-n", namespace,
+            "--cascade=foreground", "--wait=true", "--timeout=120s",
+        )  # fmt: skip
     print(
         kubectl(
             "apply",
@@ -202,7 +248,7 @@ def run_serving_demo(
 
     print(f"\n== canary of {candidate}: 10% -> 50% -> 100% under {LOAD_RATE:g} requests/s")
     seen = 0
-    with _Load(f"{url}/predict", records) as load:
+    with _Load(url, records, labels) as load:
         time.sleep(2)
         kubectl(
             "apply",
@@ -236,5 +282,11 @@ def run_serving_demo(
     print(f"\nrequests answered during the rollout: {answered}; failed: {len(load.failures)}")
     for failure in load.failures[:5]:
         print(f"  {failure}")
+    feedback = load.feedback
+    print(
+        f"feedback sent after each answer: {sum(feedback.values())}; met its prediction on the "
+        f"pod that answered: {feedback['matched']}; unmatched: {feedback['unmatched']}; "
+        f"failed: {feedback['failed']}"
+    )
     ok = final.get("stableVersion") == candidate and not load.failures
     return 0 if ok else 1
