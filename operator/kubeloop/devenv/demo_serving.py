@@ -161,7 +161,10 @@ def _wait(
         weights = ", ".join(
             f"{v['version']} {v['role']} {v['weight']}%" for v in status.get("versions", [])
         )
-        line = f"  {status.get('phase', 'Pending')}: {weights or '-'} | {status.get('message', '')}"
+        if not status:  # the operator has not written a status yet
+            line = "  waiting for the operator"
+        else:
+            line = f"  {status.get('phase')}: {weights or '-'} | {status.get('message', '')}"
         if line != last:
             print(line, flush=True)
             last = line
