@@ -58,6 +58,12 @@ def test_bare_lists_and_slow_path_agree_with_the_fast_path() -> None:
     assert fast == slow
 
 
+def test_values_near_the_float32_bound_pass_whichever_path_checks_them() -> None:
+    big = 3e38  # within float32's range; two of them add up beyond it
+    rows = schema().from_records([{**GOOD, "charges": big, "total charges": -big}])
+    assert rows.numbers == [(12, big, -big)]
+
+
 def test_feeds_are_one_array_per_column_for_the_whole_batch() -> None:
     s = schema()
     first = s.from_records([GOOD])
@@ -80,6 +86,8 @@ def test_feeds_are_one_array_per_column_for_the_whole_batch() -> None:
         ({**GOOD, "charges": None}, "charges", "is required"),
         ({**GOOD, "charges": 1e39}, "charges", "out of float32 range"),
         ({**GOOD, "charges": 10**40}, "charges", "out of float32 range"),
+        # Beyond a double's range: summing it with a float overflows (once a 500).
+        ({**GOOD, "charges": 10**400}, "charges", "out of float32 range"),
         ({**GOOD, "charges": math.inf}, "charges", "must be finite"),
         ({**GOOD, "charges": math.nan}, "charges", "NaN means missing; not nullable"),
         ({**GOOD, "charges": [1]}, "charges", "not an array"),

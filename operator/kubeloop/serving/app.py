@@ -50,7 +50,7 @@ from kubeloop.serving.model import LoadedModel, ModelLoadError, fetch_model, loa
 from kubeloop.serving.predlog import FeedbackMemory, RecordLog, log_prefix
 from kubeloop.serving.schema import RequestError, RequestSchema, Rows, loads
 from kubeloop.serving.settings import ServeSettings
-from kubeloop.serving.v2 import OutputTensor, encode_response, parse_request
+from kubeloop.serving.v2 import OutputTensor, V2Request, encode_response, parse_request
 from kubeloop.storage import ObjectStore, S3Settings, S3Uri
 
 Scope = MutableMapping[str, Any]
@@ -101,10 +101,10 @@ class ServingApp:
         self._id_prefix = os.urandom(6).hex() + "-"
         self._version_header = (b"x-kubeloop-version", settings.model_version.encode("latin-1"))
         name, version = settings.model_name, settings.model_version
-        self._hot: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
-            "/predict": self._predict,
-            f"/v2/models/{name}/infer": self._infer,
-            f"/v2/models/{name}/versions/{version}/infer": self._infer,
+        self._hot: dict[str, bool] = {  # path -> /predict (True) or V2 infer (False)
+            "/predict": True,
+            f"/v2/models/{name}/infer": False,
+            f"/v2/models/{name}/versions/{version}/infer": False,
         }
         self._starlette = Starlette(
             routes=self._routes(),
@@ -116,9 +116,9 @@ class ServingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            handler = self._hot.get(scope["path"])
-            if handler is not None:
-                await handler(scope, receive, send)
+            predict = self._hot.get(scope["path"])
+            if predict is not None:
+                await self._handle(scope, receive, send, predict)
                 return
             version_header = self._version_header
 
@@ -306,15 +306,19 @@ class ServingApp:
         model, schema = self.model, self._schema
         if model is None or schema is None:  # pragma: no cover - refused before activation
             raise RuntimeError("no model is loaded")
-        feeds = schema.feeds(batch)
+        feeds, numbers = schema.batch_inputs(batch)
         outputs = model.run(feeds)
-        self.metrics.observe_batch(feeds, outputs)
+        self.metrics.observe_batch(feeds, outputs, numbers)
         if self._labels:
             columns: tuple[list[Any], ...] = (outputs[0].tolist(), outputs[1].tolist())
         else:
             columns = (outputs[0].ravel().tolist(),)
         if len(batch) == 1:
             return [columns]
+        if len(columns[0]) == len(batch):  # one row per request (every request has a row)
+            if self._labels:
+                return [([label], [row]) for label, row in zip(*columns, strict=True)]
+            return [([value],) for value in columns[0]]
         results: list[Outputs] = []
         start = 0
         for item in batch:
@@ -339,21 +343,13 @@ class ServingApp:
                 header_length = _header_int(value, "Inference-Header-Content-Length")
         return request_id, content_length, header_length
 
-    async def _read_body(self, receive: Receive, content_length: int | None) -> bytes:
+    async def _read_more(self, receive: Receive, first: bytes) -> bytes:
+        """The rest of a body that came in several messages (within the size limit)."""
         limit = self.settings.max_body_bytes
-        if content_length is not None and content_length > limit:
-            raise RequestError(413, f"the body is {content_length} bytes; at most {limit}", "body")
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientGone
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > limit:
-                raise RequestError(413, f"the body is over {limit} bytes", "body")
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
+        chunks = [first]
+        size = len(first)
+        more = True
+        while more:
             message = await receive()
             if message["type"] != "http.request":
                 raise ClientGone
@@ -362,25 +358,20 @@ class ServingApp:
             if size > limit:
                 raise RequestError(413, f"the body is over {limit} bytes", "body")
             chunks.append(chunk)
+            more = message.get("more_body", False)
         return b"".join(chunks)
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._handle(scope, receive, send, "predict", self._predict_body)
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, predict: bool) -> None:
+        """One ``/predict`` (``predict``) or V2 infer request, start to finish.
 
-    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._handle(scope, receive, send, "infer", self._infer_body)
-
-    async def _handle(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        endpoint: str,
-        answer: Callable[[bytes, int | None, str], Awaitable[tuple[bytes, int | None]]],
-    ) -> None:
+        One coroutine from the body to the answer: validation and encoding are plain calls and
+        the only suspension is the wait for the batch (each extra coroutine layer would be
+        entered again when the batch's result wakes the request).
+        """
         started = time.perf_counter()
         metrics = self.metrics
         metrics.inflight += 1
+        endpoint = "predict" if predict else "infer"
         status = 200
         request_id: str | None = None
         header_length: int | None = None
@@ -388,25 +379,30 @@ class ServingApp:
             request_id, content_length, header_length = self._request_headers(scope)
             if request_id is None:
                 request_id = f"{self._id_prefix}{next(self._ids):x}"
-            if scope["method"] != "POST":
-                raise RequestError(405, f"{scope['method']} is not allowed; use POST", "method")
-            if self.model is None:
-                raise RequestError(503, f"model not ready: {self.reason}", "model")
-            body = await self._read_body(receive, content_length)
-            payload, header_length = await answer(body, header_length, request_id)
-        except RequestError as exc:
-            status, payload, header_length = exc.status, orjson.dumps(exc.body()), None
-        except BatcherClosed:
-            status, header_length = 503, None
-            payload = orjson.dumps({"error": "the server is shutting down", "field": "model"})
+            schema, batcher, limit = self._admit(scope, content_length)
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientGone
+            body: bytes = message.get("body", b"")
+            if message.get("more_body", False):
+                body = await self._read_more(receive, body)
+            elif len(body) > limit:
+                raise RequestError(413, f"the body is over {limit} bytes", "body")
+            if predict:
+                header_length = None
+                rows = schema.from_records(loads(body))
+                result = await batcher.submit(rows, rows.n_rows)
+                payload = self._predict_answer(rows, result, request_id)
+            else:
+                request = parse_request(body, header_length, schema, self._outputs)
+                result = await batcher.submit(request.rows, request.rows.n_rows)
+                payload, header_length = self._infer_answer(request, result, request_id)
         except ClientGone:
             metrics.inflight -= 1
             metrics.request_done(endpoint, 499, time.perf_counter() - started)
             return
-        except Exception:
-            _log.exception("%s failed", endpoint)
-            status, header_length = 500, None
-            payload = orjson.dumps({"error": "internal server error", "field": ""})
+        except Exception as exc:  # every failure is answered (see _failure)
+            (status, payload), header_length = _failure(exc, endpoint), None
         headers = [
             _JSON_TYPE if header_length is None else _BINARY_TYPE,
             (b"content-length", b"%d" % len(payload)),
@@ -423,42 +419,23 @@ class ServingApp:
             metrics.inflight -= 1
             metrics.request_done(endpoint, status, time.perf_counter() - started)
 
-    async def _predict_body(
-        self, body: bytes, header_length: int | None, request_id: str
-    ) -> tuple[bytes, int | None]:
-        del header_length
-        schema, batcher = self._active()
-        document = loads(body)
-        rows = schema.from_records(document)
-        result = await batcher.submit(rows, rows.n_rows)
-        if self._labels:
-            labels, probabilities = result
-            names = self._labels
-            predictions: list[Any] = [
-                {"label": label, "probabilities": dict(zip(names, row, strict=True))}
-                for label, row in zip(labels, probabilities, strict=True)
-            ]
-        else:
-            labels = result[0]
-            predictions = [{"value": value} for value in labels]
-        self._remember(request_id, rows, result)
-        settings = self.settings
-        payload = orjson.dumps(
-            {
-                "predictions": predictions,
-                "model": settings.model_name,
-                "version": settings.model_version,
-                "request_id": request_id,
-            }
-        )
-        return payload, None
+    def _admit(
+        self, scope: Scope, content_length: int | None
+    ) -> tuple[RequestSchema, MicroBatcher[Rows, Outputs], int]:
+        """The schema, the batcher and the body limit, or why the request is refused now."""
+        if scope["method"] != "POST":
+            raise RequestError(405, f"{scope['method']} is not allowed; use POST", "method")
+        schema, batcher = self._schema, self._batcher
+        if self.model is None or schema is None or batcher is None:
+            raise RequestError(503, f"model not ready: {self.reason}", "model")
+        limit = self.settings.max_body_bytes
+        if content_length is not None and content_length > limit:
+            raise RequestError(413, f"the body is {content_length} bytes; at most {limit}", "body")
+        return schema, batcher, limit
 
-    async def _infer_body(
-        self, body: bytes, header_length: int | None, request_id: str
+    def _infer_answer(
+        self, request: V2Request, result: Outputs, request_id: str
     ) -> tuple[bytes, int | None]:
-        schema, batcher = self._active()
-        request = parse_request(body, header_length, schema, self._outputs)
-        result = await batcher.submit(request.rows, request.rows.n_rows)
         self._remember(request_id, request.rows, result)
         return encode_response(
             model=self.settings.model_name,
@@ -468,11 +445,35 @@ class ServingApp:
             request=request,
         )
 
-    def _active(self) -> tuple[RequestSchema, MicroBatcher[Rows, Outputs]]:
-        schema, batcher = self._schema, self._batcher
-        if schema is None or batcher is None:  # pragma: no cover - checked by _handle
-            raise RequestError(503, f"model not ready: {self.reason}", "model")
-        return schema, batcher
+    def _predict_answer(self, rows: Rows, result: Outputs, request_id: str) -> bytes:
+        self._remember(request_id, rows, result)
+        predictions: list[Any]
+        if self._labels:
+            labels, probabilities = result
+            names = self._labels
+            if len(labels) == 1:  # the common request, without a comprehension's overhead
+                predictions = [
+                    {
+                        "label": labels[0],
+                        "probabilities": dict(zip(names, probabilities[0], strict=True)),
+                    }
+                ]
+            else:
+                predictions = [
+                    {"label": label, "probabilities": dict(zip(names, row, strict=True))}
+                    for label, row in zip(labels, probabilities, strict=True)
+                ]
+        else:
+            predictions = [{"value": value} for value in result[0]]
+        settings = self.settings
+        return orjson.dumps(
+            {
+                "predictions": predictions,
+                "model": settings.model_name,
+                "version": settings.model_version,
+                "request_id": request_id,
+            }
+        )
 
     def _remember(self, request_id: str, rows: Rows, result: Outputs) -> None:
         # A tuple of strings or floats: the garbage collector stops tracking it.
@@ -754,6 +755,16 @@ class ServingApp:
         if type(value) is str:
             return value
         raise RequestError(422, f"feedback {where}: the label must be a string", "label")
+
+
+def _failure(exc: Exception, endpoint: str) -> tuple[int, bytes]:
+    """The status and body answering a request that failed with ``exc``."""
+    if isinstance(exc, RequestError):
+        return exc.status, orjson.dumps(exc.body())
+    if isinstance(exc, BatcherClosed):
+        return 503, orjson.dumps({"error": "the server is shutting down", "field": "model"})
+    _log.error("%s failed", endpoint, exc_info=exc)
+    return 500, orjson.dumps({"error": "internal server error", "field": ""})
 
 
 def _header_int(value: bytes, name: str) -> int:

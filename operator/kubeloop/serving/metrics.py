@@ -126,10 +126,11 @@ class _NumericBlock:
     def observe(self, matrix: Array) -> None:
         values = matrix.astype(np.float64)
         missing = np.isnan(values)
-        bins = (values[:, :, None] >= self._edges).sum(axis=2)
+        bins = np.add.reduce(values[:, :, None] >= self._edges, axis=2)
         bins = np.where(missing, self._missing_slot, bins) + self._offsets[None, :]
         self.counts += np.bincount(bins.ravel(), minlength=self.counts.size)
-        self.sums += np.nansum(values, axis=0)
+        np.copyto(values, 0.0, where=missing)  # a missing value adds nothing to the sum
+        self.sums += np.add.reduce(values, axis=0)
 
     def feature(self, index: int) -> tuple[list[tuple[str, float]], float, int]:
         """Buckets (cumulative, ``le`` = inner edges then +Inf), sum, and missing count."""
@@ -236,11 +237,19 @@ class ServeMetrics(Collector):
 
     # -- per batch (inference thread) -------------------------------------------------------
 
-    def observe_batch(self, feeds: dict[str, Array], outputs: list[Array]) -> None:
-        """Feature and prediction statistics of one batch."""
+    def observe_batch(
+        self, feeds: dict[str, Array], outputs: list[Array], numbers: Array | None = None
+    ) -> None:
+        """Feature and prediction statistics of one batch.
+
+        ``numbers``, when the caller has it, is the ``[N, k]`` matrix of the numeric feeds side
+        by side in signature order (spares stacking them again).
+        """
         with self._lock:
             if self._numeric.names:
-                self._numeric.observe(np.hstack([feeds[name] for name in self._numeric.names]))
+                if numbers is None:
+                    numbers = np.hstack([feeds[name] for name in self._numeric.names])
+                self._numeric.observe(numbers)
             for categorical in self._categorical:
                 index, other = categorical.index, categorical.other
                 counts = categorical.counts

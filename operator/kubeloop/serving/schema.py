@@ -23,6 +23,7 @@ Every refusal is a :class:`RequestError` with the HTTP status and the field it i
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -286,9 +287,15 @@ class RequestSchema:
                 422, f"'records' must be a list of objects, not {_describe(records)}", "records"
             )
         rows = len(records)
-        self.check_rows(rows, "records")
+        if not 0 < rows <= self.max_rows:
+            self.check_rows(rows, "records")
         names = self.name_set
-        complete = True
+        get_numbers = self._get_numbers
+        fast_numbers = self._fast_numbers
+        fast_texts = self._fast_texts if self.text_names else None
+        complete = fast = True
+        numbers: list[tuple[Any, ...]] = []
+        texts: list[tuple[Any, ...]] = []
         for row, record in enumerate(records):
             if type(record) is not dict:
                 raise RequestError(
@@ -300,31 +307,35 @@ class RequestSchema:
             if record.keys() != names:
                 self._check_keys(record, row)
                 complete = False  # absent nullable columns: the column-wise path fills them
-        if not complete:
+            elif fast:
+                number_row = get_numbers(record)
+                text_row = () if fast_texts is None else fast_texts(record)
+                if text_row is None or not fast_numbers(number_row):
+                    fast = False  # the column-wise path gives the exact message, if any
+                else:
+                    numbers.append(number_row)
+                    texts.append(text_row)
+        if not (complete and fast):
             return self._slow_records(records)
-        numbers: list[tuple[Any, ...]] = []
-        texts: list[tuple[Any, ...]] = []
-        for record in records:
-            number_row = self._get_numbers(record)
-            text_row = self._fast_texts(record)
-            if text_row is None or not self._fast_numbers(number_row):
-                return self._slow_records(records)
-            numbers.append(number_row)
-            texts.append(text_row)
         return Rows(numbers, texts, rows)
 
     def _fast_numbers(self, values: tuple[Any, ...]) -> bool:
-        """True when every number is plainly valid (the common case), in C-level calls."""
+        """True when every number is plainly valid (the common case), in C-level calls.
+
+        False sends the request to the column-wise checks, which decide exactly.
+        """
         if not values:
             return True
         kinds = set(map(type, values))
         if not kinds <= _NUMBER_TYPES:
             return False
-        # NaN and infinities make the sum non-finite; finite values within float32's range
-        # cannot overflow a double when summed.
-        if not math.isfinite(sum(values)):
-            return False
-        if max(values) > FLOAT32_MAX or min(values) < -FLOAT32_MAX:
+        # NaN and infinities make the sum of magnitudes non-finite (NaN compares false) and a
+        # value beyond float32's range makes it larger than the bound. (Valid values whose
+        # magnitudes add up beyond it merely take the column-wise path.)
+        try:
+            if not sum(map(abs, values)) <= FLOAT32_MAX:
+                return False
+        except OverflowError:  # an integer beyond a double's range, next to a float
             return False
         if self._integers and float in kinds:
             return all(float(values[i]).is_integer() for i in self._integers)
@@ -372,21 +383,34 @@ class RequestSchema:
 
     def feeds(self, batch: Sequence[Rows]) -> dict[str, Array]:
         """One ``[N, 1]`` array per column for the whole batch (float32 or strings)."""
+        return self.batch_inputs(batch)[0]
+
+    def batch_inputs(self, batch: Sequence[Rows]) -> tuple[dict[str, Array], Array | None]:
+        """:meth:`feeds`, and the ``[N, k]`` float32 matrix of the numeric columns (if any).
+
+        The numbers go into one matrix (one ``np.fromiter`` call over the rows' tuples) whose
+        transposed copy holds each column contiguously, so every numeric feed is a view.
+        """
         if len(batch) == 1:
             numbers, texts = batch[0].numbers, batch[0].texts
         else:
             numbers = [row for item in batch for row in item.numbers]
             texts = [row for item in batch for row in item.texts]
+        count = len(numbers)
         feeds: dict[str, Array] = {}
+        matrix = None
         if self.number_names:
-            matrix = np.array(numbers, dtype=np.float32)
+            width = len(self.number_names)
+            flat = itertools.chain.from_iterable(numbers)
+            matrix = np.fromiter(flat, dtype=np.float32, count=count * width).reshape(count, width)
+            columns = matrix.T.copy()
             for index, name in enumerate(self.number_names):
-                feeds[name] = np.ascontiguousarray(matrix[:, index : index + 1])
+                feeds[name] = columns[index].reshape(count, 1)
         if self.text_names:
-            strings = np.array(texts, dtype=object).reshape(len(texts), len(self.text_names))
+            strings = np.array(texts, dtype=object).reshape(count, len(self.text_names))
             for index, name in enumerate(self.text_names):
                 feeds[name] = np.ascontiguousarray(strings[:, index : index + 1])
-        return feeds
+        return feeds, matrix
 
     def _check_keys(self, record: dict[str, Any], row: int) -> None:
         for key in record:
