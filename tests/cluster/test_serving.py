@@ -804,8 +804,18 @@ def test_a_regression_model_canaries_to_full_traffic_with_feedback(
     )
     service = status["endpoint"].removeprefix("http://").split(".")[0]
     url = f"http://{_get(kubectl, namespace, 'service', service)['spec']['clusterIP']}:80"
-    response = httpx.post(f"{url}/predict", json={"records": records[:100]}, timeout=10)
-    assert response.status_code == httpx.codes.OK, response.text
+    # Healthy means its pods are ready; the router learns their endpoints a moment later.
+    response = wait_until(
+        lambda: (
+            (
+                r := httpx.post(f"{url}/predict", json={"records": records[:100]}, timeout=10)
+            ).status_code
+            == httpx.codes.OK
+            and r
+        ),
+        timeout=60,
+        what="a 200 from the regressor through the router",
+    )
     served = [p["value"] for p in response.json()["predictions"]]
     np.testing.assert_allclose(served, frame["kubeloop:prediction"].head(100), rtol=1e-5)
 
