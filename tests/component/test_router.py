@@ -397,10 +397,24 @@ def test_readiness_waits_for_the_first_routes(
         time.sleep(0.5)
         with pytest.raises(httpx.HTTPError):
             process.health()
+        # Routes that name a version whose endpoints are not known yet: serving, not ready.
+        process.write_routes(routes(("iris-v1", 100, "stable", [])))
+        config = process.wait_config_change(None)
+        assert process.health().status_code == 503
+        assert "waiting" in process.health().text
+        assert process.metric("kubeloop_router_ready") == 0
         process.write_routes(routes(("iris-v1", 100, "stable", backends["iris-v1"])))
-        process.wait_config_change(None)
+        config = process.wait_config_change(config)
         assert process.health().status_code == 200
         assert process.metric("kubeloop_router_ready") == 1
+        # Once it has routed it stays ready when every endpoint goes: clients get a 503 JSON.
+        process.write_routes(routes(("iris-v1", 100, "stable", [])))
+        process.wait_config_change(config)
+        assert process.health().status_code == 200
+        assert process.metric("kubeloop_router_ready") == 1
+        answer = httpx.post(f"{process.url}/predict", json={})
+        assert answer.status_code == 503
+        assert answer.json() == {"error": "no model version is ready to serve"}
     finally:
         process.stop()
     assert process.process.returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,18 @@ def test_paths_ports_and_health() -> None:
     assert "server unix:/run/router/back.sock max_fails=0;" in front
     assert "proxy_next_upstream error non_idempotent;" in front
     assert "pid /run/router/front/nginx.pid;" in front
+
+
+def test_health_is_503_while_waiting_or_draining() -> None:
+    routed = table(versions=[version("v1", 100, "stable", "10.0.0.1:80")])
+    for params, status, text in (
+        (PARAMS, 200, "ok"),
+        (replace(PARAMS, waiting=True), 503, "waiting for a version with endpoints"),
+        (replace(PARAMS, draining=True), 503, "draining"),
+        (replace(PARAMS, waiting=True, draining=True), 503, "draining"),
+    ):
+        health = block(render_nginx_conf(routed, params), "location = /healthz {")
+        assert f'return {status} "{text} ' in health, health
 
 
 def test_quote_escapes() -> None:

@@ -10,8 +10,13 @@ otherwise ``nginx -t`` checks it, the file is swapped and the back master gets S
 started, the first time). The update counts as ``ok`` once the health port answers with the
 new config version (new workers are up) and the old workers have been told to quit (the
 master waits 100 ms), else ``failed``; a text ``nginx -t`` refuses counts as ``invalid`` and
-never goes live. The router is ready (``/healthz`` answers 200) exactly when the back NGINX
-serves a good configuration. A source that fails stops publishing; NGINX keeps what it has.
+never goes live. The router is ready (``/healthz`` answers 200) when the back NGINX serves a
+good configuration that routes to a version, or that names no version at all (it then
+answers 503 with a JSON error). At start-up the routes may name versions before their
+endpoints are known: the router stays unready until the first version with endpoints, so a
+Service (and the operator's status) never counts it before it can answer. Once it has
+routed, it stays ready when every endpoint goes away (clients get the 503 JSON error rather
+than refused connections). A source that fails stops publishing; NGINX keeps what it has.
 
 SIGTERM: ``/healthz`` turns 503 (a reload with ``draining``) while traffic keeps flowing for
 ``shutdown_delay_seconds`` (endpoints drop the pod meanwhile), then both instances quit
@@ -86,6 +91,7 @@ class Router:
         self.table: RouteTable | None = None
         self.text: str | None = None
         self.version: str | None = None
+        self._has_routed = False
 
     def publish(self, inputs: RouteInputs) -> None:
         """Take new inputs from the source (called on the event loop)."""
@@ -97,7 +103,10 @@ class Router:
         text = render_nginx_conf(table, params)
         if text == self.text and self.nginx.running:
             return "ok"
-        return await self.apply_text(text, config_version(table, params), table)
+        result = await self.apply_text(text, config_version(table, params), table)
+        if result == "ok" and (params.waiting or params.draining):
+            self.metrics.ready.set(0)
+        return result
 
     async def apply_text(self, text: str, version: str, table: RouteTable | None = None) -> str:
         """Check ``text`` with ``nginx -t`` and make it live; unchanged state if refused."""
@@ -214,7 +223,14 @@ class Router:
             inputs = self._latest
             if inputs is None:
                 continue
-            await self.apply(build_route_table(inputs), self.params)
+            table = build_route_table(inputs)
+            waiting = (
+                not self._has_routed
+                and not table.split
+                and any(version.role != "shadow" for version in inputs.versions)
+            )
+            if await self.apply(table, replace(self.params, waiting=waiting)) == "ok":
+                self._has_routed = self._has_routed or bool(table.split)
 
     async def run(self, receiver: ShadowReceiver | None = None) -> int:
         """Run until SIGTERM/SIGINT (exit 0 after a graceful quit) or NGINX dies (exit 1)."""
@@ -275,5 +291,4 @@ class Router:
         if self.table is not None and self._shutdown_delay > 0:
             self.params = replace(self.params, draining=True)
             await self.apply(self.table, self.params)
-            self.metrics.ready.set(0)
             await asyncio.sleep(self._shutdown_delay)

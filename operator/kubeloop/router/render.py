@@ -49,7 +49,8 @@ What the back instance's configuration does, and why:
   split. Only bodies NGINX holds in memory can be logged (``$request_body``), so the buffer is
   at least the shadow body limit; a sampled request with a larger body (or a chunked one) sends
   a short ``too_large`` record instead, so the controller counts it.
-* **Own endpoints**: ``/healthz`` on the health port (503 while draining) with the config
+* **Own endpoints**: ``/healthz`` on the health port (503 while draining, or while waiting
+  for the first version with endpoints) with the config
   version in ``x-kubeloop-config``; no ``server_tokens``; pid, temp paths inside the state dir
   (read-only root filesystem), ``error_log stderr``, worker count from the CPU limit.
 """
@@ -90,6 +91,8 @@ class NginxParams:
     read_timeout_seconds: float = 60.0
     error_log_level: str = "warn"
     draining: bool = False
+    # Unready until the first table that routes somewhere (see controller.py).
+    waiting: bool = False
     # Only when the master runs as root (local development): NGINX would otherwise switch its
     # workers to "nobody", who cannot enter a private state dir. The pod runs as 65532.
     worker_user: str | None = None
@@ -438,8 +441,14 @@ def render_nginx_conf(table: RouteTable, params: NginxParams) -> str:
         lines.append("        }")
     lines.append("    }")
 
-    health_status = 503 if params.draining else 200
-    health_text = "draining" if params.draining else "ok"
+    health_status = 503 if params.draining or params.waiting else 200
+    health_text = (
+        "draining"
+        if params.draining
+        else "waiting for a version with endpoints"
+        if params.waiting
+        else "ok"
+    )
     lines += [
         "",
         "    server {",
