@@ -130,3 +130,15 @@ def test_feedback_memory_forgets_the_oldest() -> None:
     assert memory.lookup("a") is None
     assert memory.lookup("c") == ("yes", "no")
     assert len(memory) == 2
+
+
+def test_an_id_remembered_again_keeps_its_place_and_takes_the_new_predictions() -> None:
+    memory = FeedbackMemory(2)
+    memory.remember("a", ("yes",))
+    memory.remember("b", ("no",))
+    memory.remember("a", ("no",))  # a client reusing its request id
+    assert memory.lookup("a") == ("no",)
+    memory.remember("c", ("yes",))  # "a" is still the oldest
+    assert memory.lookup("a") is None
+    assert memory.lookup("b") == ("no",)
+    assert len(memory) == 2

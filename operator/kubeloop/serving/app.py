@@ -310,6 +310,11 @@ class ServingApp:
         outputs = model.run(feeds)
         self.metrics.observe_batch(feeds, outputs, numbers)
         if self._labels:
+            if outputs[1].shape[1:] != (len(self._labels),):
+                raise RuntimeError(
+                    f"the model gave probabilities of shape {outputs[1].shape} "
+                    f"for {len(self._labels)} labels"
+                )
             columns: tuple[list[Any], ...] = (outputs[0].tolist(), outputs[1].tolist())
         else:
             columns = (outputs[0].ravel().tolist(),)
@@ -452,12 +457,9 @@ class ServingApp:
             labels, probabilities = result
             names = self._labels
             if len(labels) == 1:  # the common request, without a comprehension's overhead
-                predictions = [
-                    {
-                        "label": labels[0],
-                        "probabilities": dict(zip(names, probabilities[0], strict=True)),
-                    }
-                ]
+                # One probability per label (_run_batch checks the width): no strict zip.
+                probabilities_of = dict(zip(names, probabilities[0]))  # noqa: B905
+                predictions = [{"label": labels[0], "probabilities": probabilities_of}]
             else:
                 predictions = [
                     {"label": label, "probabilities": dict(zip(names, row, strict=True))}

@@ -58,7 +58,7 @@ class MicroBatcher(Generic[Payload, Result]):
         self._on_batch = on_batch
         self._queue: deque[tuple[Payload, int, asyncio.Future[Result]]] = deque()
         self._queued_rows = 0
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the idle loop waits on it
         self._executor = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubeloop-infer")
             if in_thread
@@ -85,14 +85,19 @@ class MicroBatcher(Generic[Payload, Result]):
         future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((payload, rows, future))
         self._queued_rows += rows
-        if not self._wakeup.is_set():
-            self._wakeup.set()
+        if self._waiter is not None:
+            self._wake()
         return future
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():  # done: the loop task was cancelled
+            waiter.set_result(None)
 
     async def close(self) -> None:
         """Finish what is queued, then stop (new submissions fail with BatcherClosed)."""
         self._closing = True
-        self._wakeup.set()
+        self._wake()
         if self._task is not None:
             await self._task
         if self._executor is not None:
@@ -104,21 +109,19 @@ class MicroBatcher(Generic[Payload, Result]):
             if not self._queue:
                 if self._closing:
                     return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._waiter = loop.create_future()
+                await self._waiter
                 continue
             if self._max_wait > 0 and self._queued_rows < self._max_rows and not self._closing:
                 await self._gather_arrivals()
-            items = self._take()
-            rows = sum(item[1] for item in items)
-            payloads = [item[0] for item in items]
+            payloads, futures, rows = self._take()
             try:
                 if self._executor is None:
                     results = self._run(payloads)
                 else:
                     results = await loop.run_in_executor(self._executor, self._run, payloads)
             except BaseException as exc:
-                for _, _, future in items:
+                for future in futures:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
@@ -127,7 +130,7 @@ class MicroBatcher(Generic[Payload, Result]):
             self.batches += 1
             if self._on_batch is not None:
                 self._on_batch(rows)
-            for (_, _, future), result in zip(items, results, strict=True):
+            for future, result in zip(futures, results, strict=True):
                 if not future.done():  # the client may have gone away
                     future.set_result(result)
 
@@ -145,12 +148,16 @@ class MicroBatcher(Generic[Payload, Result]):
             if time.monotonic() >= deadline:
                 return
 
-    def _take(self) -> list[tuple[Payload, int, asyncio.Future[Result]]]:
-        items = [self._queue.popleft()]
-        rows = items[0][1]
-        while self._queue and rows + self._queue[0][1] <= self._max_rows:
-            item = self._queue.popleft()
-            items.append(item)
-            rows += item[1]
+    def _take(self) -> tuple[list[Payload], list[asyncio.Future[Result]], int]:
+        """The next batch: payloads and futures in order, at most ``max_rows`` rows (or one)."""
+        queue = self._queue
+        payload, rows, future = queue.popleft()
+        payloads, futures = [payload], [future]
+        limit = self._max_rows
+        while queue and rows + queue[0][1] <= limit:
+            payload, count, future = queue.popleft()
+            payloads.append(payload)
+            futures.append(future)
+            rows += count
         self._queued_rows -= rows
-        return items
+        return payloads, futures, rows

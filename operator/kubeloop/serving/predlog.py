@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -125,17 +125,26 @@ def log_prefix(uri: str, model: str, version: str) -> S3Uri:
 
 
 class FeedbackMemory:
-    """The last ``capacity`` predictions by request id (oldest forgotten first)."""
+    """The last ``capacity`` predictions by request id (oldest forgotten first).
+
+    A dict and a queue of its ids in arrival order rather than an ``OrderedDict``: with
+    ``capacity`` in the 100k range every call misses the CPU caches, and this layout (no linked
+    nodes, the queue read and written in order) misses them less. An id remembered again keeps
+    its place (its predictions are replaced), as in an ``OrderedDict``.
+    """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[str, Sequence[Any]] = OrderedDict()
+        self._items: dict[str, Sequence[Any]] = {}
+        self._order: deque[str] = deque()
 
     def remember(self, request_id: str, predictions: Sequence[Any]) -> None:
         items = self._items
+        if request_id not in items:
+            self._order.append(request_id)
         items[request_id] = predictions
         if len(items) > self._capacity:
-            items.popitem(last=False)
+            del items[self._order.popleft()]
 
     def lookup(self, request_id: str) -> Sequence[Any] | None:
         return self._items.get(request_id)

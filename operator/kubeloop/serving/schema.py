@@ -272,6 +272,20 @@ class RequestSchema:
 
     def from_records(self, document: Any) -> Rows:
         """Validated rows from ``{"records": [{col: value}]}`` or a bare list of records."""
+        # The common request first, in as few steps as possible: one complete record of plainly
+        # valid values. Anything else (including its refusals) takes the general path.
+        if type(document) is dict and len(document) == 1:
+            records = document.get("records")
+            if type(records) is list and len(records) == 1 and self.max_rows:
+                record = records[0]
+                if type(record) is dict and record.keys() == self.name_set:
+                    number_row = self._get_numbers(record)
+                    text_row = self._fast_texts(record) if self.text_names else ()
+                    if text_row is not None and self._fast_numbers(number_row):
+                        return Rows([number_row], [text_row], 1)
+        return self._from_records(document)
+
+    def _from_records(self, document: Any) -> Rows:
         if type(document) is dict:
             if "records" not in document:
                 raise RequestError(422, "the body must have a 'records' list", "records")
