@@ -73,6 +73,7 @@ class World:
     spec: DeploymentSpec
     known: dict[str, KnownVersion]
     ready: dict[str, VersionReadiness] = field(default_factory=dict)
+    router: VersionReadiness | None = None
     status: DeploymentStatus = field(default_factory=DeploymentStatus)
     now: datetime = T0
     events: list[tuple[str, str]] = field(default_factory=list)
@@ -96,6 +97,7 @@ class World:
                 generation=3,
                 analysis=run,
                 endpoint="http://iris.ml.svc",
+                router=self.router,
             )
         )
         self.status = decision.status
@@ -188,6 +190,31 @@ def test_first_rollout_serves_at_100_percent_once_ready() -> None:
     assert world.status.model == "iris"
     assert world.status.endpoint == "http://iris.ml.svc"
     assert world.status.observed_generation == 3
+
+
+def test_healthy_waits_for_a_ready_router() -> None:
+    world = World(
+        _spec(),
+        {"iris-v1": _version(1, "Production")},
+        {"iris-v1": READY},
+        router=VersionReadiness(ready_replicas=0, desired_replicas=2),
+    )
+    decision = world.tick()
+    assert world.status.stable_version == "iris-v1"  # its pods are ready: it is stable
+    assert world.status.phase == "Progressing"  # but the endpoint cannot answer yet
+    assert world.condition("Available") == ("False", "RouterNotReady")
+    assert world.condition("Progressing") == ("True", "WaitingForRouter")
+    assert "waiting for the router (0/2 pod(s) ready)" in world.status.message
+    assert decision.requeue_after == 5.0
+    world.router = VersionReadiness(ready_replicas=1, desired_replicas=2)  # one is enough
+    world.tick(5)
+    assert world.status.phase == "Healthy"
+    assert world.condition("Available") == ("True", "StableReady")
+    assert world.status.message == "iris-v1 serves all traffic"
+    found = condition(world.status.conditions, "Available")
+    assert (
+        found is not None and found.message == "iris-v1 has 2 ready pod(s); router 1/2 pod(s) ready"
+    )
 
 
 def test_nothing_to_serve_is_pending() -> None:

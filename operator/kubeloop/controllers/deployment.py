@@ -42,8 +42,9 @@ from kubeloop.controllers.common import Logger
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.controllers.scrape import Scrape, ready_pod_targets, scrape_pods
 from kubeloop.k8s import KubernetesAdapter
-from kubeloop.resources.common import Owner, WorkloadSettings
+from kubeloop.resources.common import COMPONENT_LABEL, Owner, WorkloadSettings
 from kubeloop.resources.deployment import (
+    ROUTER_COMPONENT,
     SERVER_PORT,
     VERSION_LABEL,
     LiveVersion,
@@ -185,26 +186,31 @@ class DeploymentController:
 
     def _readiness(
         self, name: str, namespace: str, versions: list[str]
-    ) -> dict[str, VersionReadiness]:
+    ) -> tuple[dict[str, VersionReadiness], VersionReadiness | None]:
+        """Readiness per version's apps/v1 Deployment, and the router's (None: none yet)."""
         by_label = {label_value(version): version for version in versions}
         readiness: dict[str, VersionReadiness] = {}
+        router: VersionReadiness | None = None
         for child in self._adapter.list_objects(
             "apps/v1", "Deployment", namespace, children_selector(name)
         ):
-            version = by_label.get((child["metadata"].get("labels") or {}).get(VERSION_LABEL, ""))
+            child_labels = child["metadata"].get("labels") or {}
+            status = child.get("status") or {}
+            desired = int((child.get("spec") or {}).get("replicas") or 0)
+            if child_labels.get(COMPONENT_LABEL) == ROUTER_COMPONENT:
+                ready = int(status.get("readyReplicas") or 0)
+                router = VersionReadiness(ready_replicas=ready, desired_replicas=desired)
+                continue
+            version = by_label.get(child_labels.get(VERSION_LABEL, ""))
             if version is None:
                 continue
-            status = child.get("status") or {}
             # Pods of an older template do not count: while the pod template itself rolls,
             # only as many pods are ready as have been updated.
             ready = min(
                 int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
             )
-            readiness[version] = VersionReadiness(
-                ready_replicas=ready,
-                desired_replicas=int((child.get("spec") or {}).get("replicas") or 0),
-            )
-        return readiness
+            readiness[version] = VersionReadiness(ready_replicas=ready, desired_replicas=desired)
+        return readiness, router
 
     def _pods(self, owner: Owner, version: str) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in version_selector(owner, version).items())
@@ -346,7 +352,7 @@ class DeploymentController:
             live = [v.version for v in status.versions] + [
                 n for n in (status.candidate_version, status.stable_version) if n
             ]
-            readiness = self._readiness(name, namespace, sorted(set(live) | set(known)))
+            readiness, router = self._readiness(name, namespace, sorted(set(live) | set(known)))
             run = None
             request = analysis_due(deployment.spec, status, now)
             if request is not None and request.candidate in known:
@@ -363,6 +369,7 @@ class DeploymentController:
                     generation=body.metadata.get("generation"),
                     analysis=run,
                     endpoint=endpoint_url(name, namespace, deployment.spec),
+                    router=router if deployment.spec.traffic.router == "Builtin" else None,
                 )
             )
             versions = [

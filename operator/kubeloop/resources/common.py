@@ -10,6 +10,7 @@ from kubeloop import API_GROUP, API_VERSION, __version__
 
 MANAGED_BY = "kubeloop"
 PART_OF = "kubeloop"
+COMPONENT_LABEL = "app.kubernetes.io/component"
 # Non-root, numeric: what the image's USER is and what "restricted" requires.
 WORKLOAD_UID = 65532
 # The pod's only writable path: an emptyDir (the root filesystem is read-only).
@@ -61,7 +62,7 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "kubeloop",
         "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/component": component,
+        COMPONENT_LABEL: component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/part-of": PART_OF,
         f"{API_GROUP}/{owner.kind.lower()}": owner.name,

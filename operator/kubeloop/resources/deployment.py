@@ -31,6 +31,7 @@ from kubeloop import API_GROUP
 from kubeloop.api.deployment import DeploymentSpec, VersionRole, VersionWeight
 from kubeloop.api.meta import ResourceRequirements
 from kubeloop.resources.common import (
+    COMPONENT_LABEL,
     SCRATCH_DIR,
     Owner,
     WorkloadSettings,
@@ -189,7 +190,7 @@ def version_selector(owner: Owner, version: str) -> dict[str, str]:
     return {
         DEPLOYMENT_LABEL: label_value(owner.name),
         VERSION_LABEL: label_value(version),
-        "app.kubernetes.io/component": SERVER_COMPONENT,
+        COMPONENT_LABEL: SERVER_COMPONENT,
     }
 
 
@@ -507,7 +508,7 @@ def build_router_deployment(
     pod_labels = labels(owner, ROUTER_COMPONENT)
     selector = {
         DEPLOYMENT_LABEL: label_value(owner.name),
-        "app.kubernetes.io/component": ROUTER_COMPONENT,
+        COMPONENT_LABEL: ROUTER_COMPONENT,
     }
     container: dict[str, Any] = {
         "name": "router",
@@ -588,7 +589,7 @@ def build_endpoint_service(owner: Owner, spec: DeploymentSpec) -> dict[str, Any]
             "type": "ClusterIP",
             "selector": {
                 DEPLOYMENT_LABEL: label_value(owner.name),
-                "app.kubernetes.io/component": ROUTER_COMPONENT,
+                COMPONENT_LABEL: ROUTER_COMPONENT,
             },
             "ports": [
                 {

@@ -157,6 +157,8 @@ class RolloutInputs:
     generation: int | None = None
     analysis: AnalysisRun | None = None
     endpoint: str | None = None
+    router: VersionReadiness | None = None
+    """The built-in router's readiness (None with the Gateway API, or before it exists)."""
 
 
 @dataclass
@@ -805,6 +807,12 @@ class _Machine:
         )
         return entries[:4]
 
+    def _router_words(self) -> str:
+        router = self.inputs.router
+        if router is None:
+            return ""
+        return f"{router.ready_replicas}/{router.desired_replicas} pod(s) ready"
+
     def finish(self) -> Decision:
         status = self.status
         status.versions = self.versions()
@@ -815,22 +823,40 @@ class _Machine:
             status.canary_weight = candidate_entry.weight
         else:
             status.canary_weight = 0 if status.candidate_version is not None else None
-        status.phase = self.phase
         stable = status.stable_version
-        available = self.ready(stable) or (stable is None and self.ready(status.candidate_version))
+        serving = self.ready(stable) or (stable is None and self.ready(status.candidate_version))
+        router = self.inputs.router
+        # One ready router pod is enough for the endpoint to answer.
+        router_ready = router is None or router.ready_replicas > 0
+        if self.phase == "Healthy" and not router_ready:
+            # The endpoint is the router: Healthy would promise answers it cannot give yet.
+            self.phase = "Progressing"
+            words = f"waiting for the router ({self._router_words()})"
+            self.progressing = ("True", "WaitingForRouter", words)
+            status.message = f"{status.message}; {words}" if status.message else words
+            self.wake_in(WAIT_SECONDS)
+        status.phase = self.phase
+        available = serving and router_ready
+        if available:
+            reason = "StableReady"
+        elif not serving:
+            reason = "NoStableVersion" if stable is None else "NoReadyPods"
+        else:
+            reason = "RouterNotReady"
+        message = (
+            f"{stable} has {self.ready_replicas(stable)} ready pod(s)"
+            if stable
+            else "no version serves yet"
+        )
+        if router is not None:
+            message += f"; router {self._router_words()}"
         generation = self.inputs.generation
         conditions = set_condition(
             status.conditions,
             type_="Available",
             status="True" if available else "False",
-            reason="StableReady"
-            if available
-            else ("NoStableVersion" if stable is None else "NoReadyPods"),
-            message=(
-                f"{stable} has {self.ready_replicas(stable)} ready pod(s)"
-                if stable
-                else "no version serves yet"
-            ),
+            reason=reason,
+            message=message,
             now=self.now_text,
             generation=generation,
         )
