@@ -250,17 +250,32 @@ def test_unready_candidate_falls_back_to_stable(
         unready.stop()
 
 
-def test_shadow_copies_arrive_intact_and_clients_see_stable(
-    router: RouterProcess, backends: dict[str, list[Backend]]
-) -> None:
+def _shadow_v3(
+    router: RouterProcess, backends: dict[str, list[Backend]], shadow_percent: int = 100
+) -> Backend:
+    """Route to iris-v1 with iris-v3 (its record cleared) as the shadow; the shadow."""
     shadow = backends["iris-v3"][0]
     httpx.delete(f"http://{shadow.endpoint}/_received")
     router.update(
         routes(
             ("iris-v1", 100, "stable", backends["iris-v1"]),
             ("iris-v3", 0, "shadow", [shadow]),
+            shadow_percent=shadow_percent,
         )
     )
+    return shadow
+
+
+def _wait_received(backend: Backend, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(backend.received()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_shadow_copies_arrive_intact_and_clients_see_stable(
+    router: RouterProcess, backends: dict[str, list[Backend]]
+) -> None:
+    shadow = _shadow_v3(router, backends)
     sent = []
     with httpx.Client(base_url=router.url) as client:
         for index in range(100):
@@ -277,9 +292,7 @@ def test_shadow_copies_arrive_intact_and_clients_see_stable(
             assert response.headers.get_list("x-kubeloop-version") == ["iris-v1"]
             assert response.json()["version"] == "iris-v1"
             sent.append((method, path, body.hex(), content_type, request_id))
-    deadline = time.monotonic() + 10
-    while len(shadow.received()) < len(sent) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_received(shadow, len(sent))
     copies = {
         (r["method"], r["path"], r["body_hex"], r["content_type"], r["request_id"])
         for r in shadow.received()
@@ -292,15 +305,7 @@ def test_shadow_copies_arrive_intact_and_clients_see_stable(
 def test_every_feedback_is_copied_to_the_shadow(
     router: RouterProcess, backends: dict[str, list[Backend]]
 ) -> None:
-    shadow = backends["iris-v3"][0]
-    httpx.delete(f"http://{shadow.endpoint}/_received")
-    router.update(
-        routes(
-            ("iris-v1", 100, "stable", backends["iris-v1"]),
-            ("iris-v3", 0, "shadow", [shadow]),
-            shadow_percent=1,  # predictions are sampled; feedback is not
-        )
-    )
+    shadow = _shadow_v3(router, backends, shadow_percent=1)  # feedback is never sampled
     with httpx.Client(base_url=router.url) as client:
         for index in range(40):
             response = client.post(
@@ -309,9 +314,7 @@ def test_every_feedback_is_copied_to_the_shadow(
                 headers={"x-request-id": f"req-{index}", "x-kubeloop-version": "iris-v1"},
             )
             assert response.headers.get_list("x-kubeloop-version") == ["iris-v1"]
-    deadline = time.monotonic() + 10
-    while len(shadow.received()) < 40 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_received(shadow, 40)
     copies = shadow.received()
     assert sorted(r["request_id"] for r in copies) == sorted(f"req-{n}" for n in range(40))
     assert {(r["path"], r["shadow"]) for r in copies} == {("/feedback", "1")}
@@ -320,15 +323,7 @@ def test_every_feedback_is_copied_to_the_shadow(
 def test_shadow_percent_samples_requests(
     router: RouterProcess, backends: dict[str, list[Backend]]
 ) -> None:
-    shadow = backends["iris-v3"][0]
-    router.update(
-        routes(
-            ("iris-v1", 100, "stable", backends["iris-v1"]),
-            ("iris-v3", 0, "shadow", [shadow]),
-            shadow_percent=25,
-        )
-    )
-    httpx.delete(f"http://{shadow.endpoint}/_received")
+    shadow = _shadow_v3(router, backends, shadow_percent=25)
     result = LoadGenerator(router.url, connections=8, count=2000).run()
     assert result.failed == 0
     time.sleep(1.0)
