@@ -126,6 +126,28 @@ def test_regression_predictions_use_the_target_edges() -> None:
     assert value(found, "kubeloop_serve_prediction_value_count") == 2
 
 
+def test_request_counts_and_durations_are_exact_across_bulk_folds_and_scrapes() -> None:
+    metrics = ServeMetrics("m", "3", CLASSIFIER, PROFILE)
+    durations = [0.0005, 0.0007, 0.001, 0.004, 0.2] * 2000  # 10,000: more than one fold
+    for seconds in durations:
+        metrics.request_done("predict", 200, seconds)
+    metrics.request_done("infer", 503, 0.001)
+    first = samples(metrics)
+    metrics.request_done("predict", 200, 0.001)  # after a scrape: counted on the next one
+    second = samples(metrics)
+    requests, buckets = "kubeloop_serve_requests_total", "kubeloop_serve_request_duration_seconds"
+    assert value(first, requests, endpoint="predict", code="200") == 10_000
+    assert value(second, requests, endpoint="predict", code="200") == 10_001
+    assert value(second, requests, endpoint="infer", code="503") == 1
+    # le is inclusive: 0.0005 is in the first bucket, 0.001 in le="0.001".
+    assert value(first, buckets + "_bucket", endpoint="predict", le="0.0005") == 2000
+    assert value(first, buckets + "_bucket", endpoint="predict", le="0.001") == 6000
+    assert value(second, buckets + "_bucket", endpoint="predict", le="0.001") == 6001
+    assert value(first, buckets + "_bucket", endpoint="predict", le="0.25") == 10_000
+    assert value(first, buckets + "_count", endpoint="predict") == 10_000
+    assert value(first, buckets + "_sum", endpoint="predict") == pytest.approx(sum(durations))
+
+
 def test_histogram_le_semantics_and_bulk_observation() -> None:
     histogram = Histogram([1, 2, 2, 5])
     for sample in (0.5, 1.0, 2.0, 7.0):
