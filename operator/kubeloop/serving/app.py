@@ -97,8 +97,9 @@ class ServingApp:
         self.prediction_log: RecordLog | None = None
         self.feedback_log: RecordLog | None = None
         self.memory = FeedbackMemory(settings.feedback_window)
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(6).hex() + "-"
+        # Generated request ids: <12 random hex digits>-<a hex counter>, made in one C call.
+        id_format = os.urandom(6).hex() + "-%x"
+        self._next_id: Callable[[], str] = map(id_format.__mod__, itertools.count(1)).__next__
         self._version_header = (b"x-kubeloop-version", settings.model_version.encode("latin-1"))
         name, version = settings.model_name, settings.model_version
         self._hot: dict[str, bool] = {  # path -> /predict (True) or V2 infer (False)
@@ -383,7 +384,7 @@ class ServingApp:
         try:
             request_id, content_length, header_length = self._request_headers(scope)
             if request_id is None:
-                request_id = f"{self._id_prefix}{next(self._ids):x}"
+                request_id = self._next_id()
             schema, batcher, limit = self._admit(scope, content_length)
             message = await receive()
             if message["type"] != "http.request":

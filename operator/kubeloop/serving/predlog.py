@@ -140,11 +140,12 @@ class FeedbackMemory:
 
     def remember(self, request_id: str, predictions: Sequence[Any]) -> None:
         items = self._items
-        if request_id not in items:
-            self._order.append(request_id)
+        size = len(items)
         items[request_id] = predictions
-        if len(items) > self._capacity:
-            del items[self._order.popleft()]
+        if len(items) != size:  # a new id (one lookup: each one misses the caches)
+            self._order.append(request_id)
+            if size >= self._capacity:
+                del items[self._order.popleft()]
 
     def lookup(self, request_id: str) -> Sequence[Any] | None:
         return self._items.get(request_id)

@@ -282,7 +282,8 @@ class RequestSchema:
                     number_row = self._get_numbers(record)
                     text_row = self._fast_texts(record) if self.text_names else ()
                     if text_row is not None and self._fast_numbers(number_row):
-                        return Rows([number_row], [text_row], 1)
+                        # tuple.__new__: a NamedTuple's own __new__ is a Python-level function
+                        return tuple.__new__(Rows, ([number_row], [text_row], 1))
         return self._from_records(document)
 
     def _from_records(self, document: Any) -> Rows:
