@@ -1,8 +1,9 @@
 """The ASGI application of ``kubeloop serve``: routes, lifecycle, and the two hot endpoints.
 
-``/predict`` and ``/v2/models/<name>[/versions/<version>]/infer`` are answered by plain ASGI
-handlers matched by exact path before anything else: at a few hundred microseconds per
-request, Starlette's routing, Request and Response objects would be a large share of the time.
+``/predict`` and ``/v2/models/<name>[/versions/<version>]/infer`` are matched by exact path and
+answered by the ASGI entry point itself, in one coroutine: at a few tens of microseconds per
+request, Starlette's routing, Request and Response objects (or even one more coroutine layer)
+would be a large share of the time.
 Everything else (health, metadata, ``/feedback``, ``/metrics``) is an ordinary Starlette app.
 Every response carries ``x-kubeloop-version``; inference responses also ``x-request-id`` (the
 client's, or one generated here).
@@ -115,22 +116,19 @@ class ServingApp:
 
     # -- ASGI ---------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            predict = self._hot.get(scope["path"])
-            if predict is not None:
-                await self._handle(scope, receive, send, predict)
-                return
-            version_header = self._version_header
-
-            async def send_with_version(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", []), version_header]
-                await send(message)
-
-            await self._starlette(scope, receive, send_with_version)
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Everything but the hot endpoints: Starlette (lifespan, health, metadata, ...)."""
+        if scope["type"] != "http":
+            await self._starlette(scope, receive, send)
             return
-        await self._starlette(scope, receive, send)
+        version_header = self._version_header
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), version_header]
+            await send(message)
+
+        await self._starlette(scope, receive, send_with_version)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -335,7 +333,8 @@ class ServingApp:
 
     # -- hot path -----------------------------------------------------------------------------
 
-    def _request_headers(self, scope: Scope) -> tuple[str | None, int | None, int | None]:
+    def _request_headers(self, scope: Scope) -> tuple[str, int | None, int | None]:
+        """The request id (the client's, or a new one), Content-Length, and the V2 header length."""
         request_id = content_length = header_length = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":  # kept only when printable ASCII, 1-128 characters
@@ -347,7 +346,7 @@ class ServingApp:
                 content_length = int(value) if value.isdigit() and len(value) < 19 else None
             elif key == b"inference-header-content-length":
                 header_length = _header_int(value, "Inference-Header-Content-Length")
-        return request_id, content_length, header_length
+        return request_id or self._next_id(), content_length, header_length
 
     async def _read_more(self, receive: Receive, first: bytes) -> bytes:
         """The rest of a body that came in several messages (within the size limit)."""
@@ -367,13 +366,17 @@ class ServingApp:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, predict: bool) -> None:
-        """One ``/predict`` (``predict``) or V2 infer request, start to finish.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point, which answers ``/predict`` and V2 infer itself.
 
         One coroutine from the body to the answer: validation and encoding are plain calls and
-        the only suspension is the wait for the batch (each extra coroutine layer would be
-        entered again when the batch's result wakes the request).
+        the only suspension is the wait for the batch (each coroutine layer in between would be
+        entered again when the batch's result wakes the request). Other paths: :meth:`_other`.
         """
+        predict = self._hot.get(scope["path"]) if scope["type"] == "http" else None
+        if predict is None:
+            await self._other(scope, receive, send)
+            return
         started = time.perf_counter()
         metrics = self.metrics
         metrics.inflight += 1
@@ -383,8 +386,6 @@ class ServingApp:
         header_length: int | None = None
         try:
             request_id, content_length, header_length = self._request_headers(scope)
-            if request_id is None:
-                request_id = self._next_id()
             schema, batcher, limit = self._admit(scope, content_length)
             message = await receive()
             if message["type"] != "http.request":
