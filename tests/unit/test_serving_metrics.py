@@ -156,3 +156,36 @@ def test_histogram_le_semantics_and_bulk_observation() -> None:
     assert histogram.buckets() == [("1.0", 3), ("2.0", 4), ("5.0", 4), ("+Inf", 6)]
     assert histogram.total == pytest.approx(17.5)
     assert histogram.count == 6
+
+
+def test_batch_statistics_are_exact_across_bulk_folds_and_scrapes() -> None:
+    """Batches wait to be counted in bulk: folded or not, a scrape sees every one of them."""
+    rng = np.random.default_rng(7)
+    batches = []
+    for size in [1, 5, 32, 64, 3] * 12:  # more rows than one fold takes, then a remainder
+        x = rng.uniform(-1, 10, size=(size, 1)).astype(np.float32)
+        x[rng.random(size) < 0.1] = np.nan
+        c = rng.choice(np.array(["a", "b", "zz", ""], dtype=object), size=(size, 1))
+        flag = rng.choice(np.array(["true", "false", ""], dtype=object), size=(size, 1))
+        labels = rng.choice(np.array(["yes", "no", "maybe"], dtype=object), size=size)
+        batches.append(({"x": x, "c": c, "flag": flag}, [labels, np.zeros((size, 2), np.float32)]))
+    one_by_one = ServeMetrics("m", "3", CLASSIFIER, PROFILE)
+    for feeds, outputs in batches:  # a scrape after every batch: nothing waits
+        one_by_one.observe_batch(feeds, outputs)
+        samples(one_by_one)
+    in_bulk = ServeMetrics("m", "3", CLASSIFIER, PROFILE)
+    for feeds, outputs in batches:
+        in_bulk.observe_batch(feeds, outputs)
+    expected, found = samples(one_by_one), samples(in_bulk)
+    assert found.keys() == expected.keys()
+    for key, figure in expected.items():
+        assert found[key] == pytest.approx(figure, rel=1e-12), key
+    rows = sum(len(outputs[0]) for _, outputs in batches)
+    predicted = sum(
+        value(found, "kubeloop_serve_predictions_total", label=label)
+        for label in ("yes", "no", "__other__")
+    )
+    assert predicted == rows
+    assert value(found, "kubeloop_serve_feature_missing_total", feature="x") == sum(
+        int(np.isnan(feeds["x"]).sum()) for feeds, _ in batches
+    )
