@@ -753,6 +753,60 @@ def test_feedback_reaches_the_version_that_answered_and_a_wrong_canary_is_rolled
     assert matched >= 0.98 * items, (matched, items)
 
 
+def test_a_wrong_shadow_is_caught_by_feedback_copied_to_it(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    """The flipped copy as a shadow: clients never see it; the feedback copies convict it.
+
+    The router copies every prediction and every feedback to the shadow; the replayer sends a
+    feedback copy to the shadow pod that got the prediction's copy (two replicas), so the
+    shadow's live accuracy is measured on the same traffic as stable's.
+    """
+    namespace = operator_namespace
+    url = _endpoint(kubectl, namespace)
+    stable = _status(kubectl, namespace)["stableVersion"]
+    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    frame: pd.DataFrame = versions["test_set"]
+    records = _records(frame, mv["spec"]["signature"])
+    truths = [str(value) for value in frame["churned"]]
+    shadow = {
+        "type": "Shadow",
+        "shadow": {
+            "percent": 100,
+            "duration": "10m",
+            "promote": True,
+            "analysis": {
+                "interval": "5s",
+                "minRequests": 20,
+                "minLiveAccuracy": 0.6,
+                "minFeedback": 30,
+                "maxInconclusive": 50,
+            },
+        },
+    }
+    deployment = _deployment(versions["flipped"], **shadow)
+    deployment["spec"]["replicas"] = 2
+    load = SteadyLoad(
+        f"{url}/predict",
+        lambda i: {"records": [records[i % len(records)]]},
+        rate=LOAD_RATE,
+        feedback=lambda i, request_id: {"request_id": request_id, "label": truths[i % len(truths)]},
+    )
+    with load:
+        time.sleep(2)
+        _apply(kubectl, namespace, deployment)
+        seen = _watch(
+            kubectl, namespace, load, lambda s: s.get("phase") == "RolledBack", timeout=240
+        )
+    status = seen[-1][1]
+    assert status["stableVersion"] == stable
+    assert load.failures() == [], load.failures()[:5]
+    assert {o.version for o in load.outcomes} == {stable}  # users never saw the shadow
+    failed = [r for r in status["analysis"][-1]["results"] if r["verdict"] == "Fail"]
+    assert [r["check"] for r in failed] == ["liveAccuracy"], failed
+    assert failed[0]["candidate"] < 0.5, failed
+
+
 def test_a_regression_model_canaries_to_full_traffic_with_feedback(
     kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint, versions: dict[str, Any]
 ) -> None:
