@@ -111,6 +111,28 @@ def test_each_bad_value_is_a_422_naming_its_field(
     assert error.row == 1
 
 
+@pytest.mark.parametrize(
+    ("record", "field", "words"),
+    [
+        # As many keys as columns, one of them unknown: the one-record path sees a column missing.
+        (
+            {**{k: v for k, v in GOOD.items() if k != "charges"}, "surprise": 1},
+            "surprise",
+            "unknown",
+        ),
+        ({**{k: v for k, v in GOOD.items() if k != "contract"}, "x": "a"}, "x", "unknown column"),
+        ({k: v for k, v in GOOD.items() if k != "contract"}, "contract", "missing column"),
+        ({**GOOD, "surprise": 1}, "surprise", "unknown column"),
+    ],
+)
+def test_a_one_record_body_with_other_columns_is_refused_naming_the_column(
+    record: dict[str, Any], field: str, words: str
+) -> None:
+    error = refused({"records": [record]})
+    assert (error.status, error.field, error.row) == (422, field, 0)
+    assert words in error.message
+
+
 def test_nullable_columns_may_be_null_absent_or_nan() -> None:
     s = schema()
     absent = {k: v for k, v in GOOD.items() if k not in ("total charges", "region")}

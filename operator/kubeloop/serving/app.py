@@ -453,7 +453,10 @@ class ServingApp:
         )
 
     def _predict_answer(self, rows: Rows, result: Outputs, request_id: str) -> bytes:
-        self._remember(request_id, rows, result)
+        # _remember, inline (the hot path)
+        self.memory.remember(request_id, tuple(result[0]))
+        if self.prediction_log is not None:
+            self.prediction_log.offer((request_id, time.time(), rows, result))
         predictions: list[Any]
         if self._labels:
             labels, probabilities = result

@@ -242,6 +242,7 @@ class RequestSchema:
         self.by_name = {codec.name: codec for codec in self.codecs}
         self.names = [codec.name for codec in self.codecs]
         self.name_set = frozenset(self.names)
+        self._width = len(self.name_set)
         self.required = frozenset(c.name for c in self.codecs if not c.nullable)
         self.max_rows = max_rows
         # Block order: numbers, then categories, then booleans (texts keep this order).
@@ -278,9 +279,13 @@ class RequestSchema:
             records = document.get("records")
             if type(records) is list and len(records) == 1 and self.max_rows:
                 record = records[0]
-                if type(record) is dict and record.keys() == self.name_set:
-                    number_row = self._get_numbers(record)
-                    text_row = self._fast_texts(record) if self.text_names else ()
+                # As many keys as columns, and every column found: exactly the columns.
+                if type(record) is dict and len(record) == self._width:
+                    try:
+                        number_row = self._get_numbers(record)
+                        text_row = self._fast_texts(record) if self.text_names else ()
+                    except KeyError:
+                        return self._from_records(document)
                     if text_row is not None and self._fast_numbers(number_row):
                         # tuple.__new__: a NamedTuple's own __new__ is a Python-level function
                         return tuple.__new__(Rows, ([number_row], [text_row], 1))
