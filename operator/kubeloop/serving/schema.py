@@ -411,11 +411,8 @@ class RequestSchema:
         The numbers go into one matrix (one ``np.fromiter`` call over the rows' tuples) whose
         transposed copy holds each column contiguously, so every numeric feed is a view.
         """
-        if len(batch) == 1:
-            numbers, texts = batch[0].numbers, batch[0].texts
-        else:
-            numbers = [row for item in batch for row in item.numbers]
-            texts = [row for item in batch for row in item.texts]
+        single = len(batch) == 1
+        numbers = batch[0].numbers if single else [row for item in batch for row in item.numbers]
         count = len(numbers)
         feeds: dict[str, Array] = {}
         matrix = None
@@ -423,10 +420,12 @@ class RequestSchema:
             width = len(self.number_names)
             flat = itertools.chain.from_iterable(numbers)
             matrix = np.fromiter(flat, dtype=np.float32, count=count * width).reshape(count, width)
-            columns = matrix.T.copy()
-            for index, name in enumerate(self.number_names):
-                feeds[name] = columns[index].reshape(count, 1)
+            # One [count, 1] view per column of the transposed copy.
+            columns = matrix.T.copy().reshape(width, count, 1)
+            for name, column in zip(self.number_names, columns, strict=True):
+                feeds[name] = column
         if self.text_names:
+            texts = batch[0].texts if single else [row for item in batch for row in item.texts]
             strings = np.array(texts, dtype=object).reshape(count, len(self.text_names))
             for index, name in enumerate(self.text_names):
                 feeds[name] = np.ascontiguousarray(strings[:, index : index + 1])
