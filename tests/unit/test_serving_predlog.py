@@ -142,3 +142,15 @@ def test_an_id_remembered_again_keeps_its_place_and_takes_the_new_predictions() 
     assert memory.lookup("a") is None
     assert memory.lookup("b") == ("no",)
     assert len(memory) == 2
+
+
+def test_a_lookup_gives_one_prediction_per_row_as_a_tuple() -> None:
+    memory = FeedbackMemory(3)
+    memory.remember("one", ["yes"])  # kept as the value itself, given back as a tuple
+    memory.remember("two", ["yes", "no"])
+    memory.remember("number", [2.5])
+    assert memory.lookup("one") == ("yes",)
+    assert memory.lookup("two") == ("yes", "no")
+    assert memory.lookup("number") == (2.5,)
+    assert memory.lookup("other") is None
+    assert len(memory) == 3

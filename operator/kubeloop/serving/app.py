@@ -93,6 +93,7 @@ class ServingApp:
         self._schema: RequestSchema | None = None
         self._outputs: list[OutputTensor] = []
         self._labels: list[str] = []
+        self._label_objects: dict[Any, str] = {}  # each label to the signature's own object
         self._batcher: MicroBatcher[Rows, Outputs] | None = None
         self._load_task: asyncio.Task[None] | None = None
         self.prediction_log: RecordLog | None = None
@@ -275,6 +276,7 @@ class ServingApp:
         if model.task == "classification":
             labels = list(signature.output.labels or [])
             self._labels = labels
+            self._label_objects = {label: label for label in labels}
             self._outputs = [
                 OutputTensor(model.output_names[0], "BYTES", None),
                 OutputTensor(model.output_names[1], "FP32", len(labels)),
@@ -314,7 +316,13 @@ class ServingApp:
                     f"the model gave probabilities of shape {outputs[1].shape} "
                     f"for {len(self._labels)} labels"
                 )
-            columns: tuple[list[Any], ...] = (outputs[0].tolist(), outputs[1].tolist())
+            # The model's labels as the signature's own string objects (equal, shared): the
+            # feedback memory then holds no string of its own per request.
+            predicted = outputs[0].tolist()
+            if outputs[0].ndim == 1:  # one label per row (strings, or numbers left as they are)
+                shared = self._label_objects.get
+                predicted = list(map(shared, predicted, predicted))
+            columns: tuple[list[Any], ...] = (predicted, outputs[1].tolist())
         else:
             columns = (outputs[0].ravel().tolist(),)
         if len(batch) == 1:
@@ -454,7 +462,7 @@ class ServingApp:
 
     def _predict_answer(self, rows: Rows, result: Outputs, request_id: str) -> bytes:
         # _remember, inline (the hot path)
-        self.memory.remember(request_id, tuple(result[0]))
+        self.memory.remember(request_id, result[0])
         if self.prediction_log is not None:
             self.prediction_log.offer((request_id, time.time(), rows, result))
         predictions: list[Any]
@@ -483,8 +491,7 @@ class ServingApp:
         )
 
     def _remember(self, request_id: str, rows: Rows, result: Outputs) -> None:
-        # A tuple of strings or floats: the garbage collector stops tracking it.
-        self.memory.remember(request_id, tuple(result[0]))  # labels, or regression values
+        self.memory.remember(request_id, result[0])  # labels, or regression values
         if self.prediction_log is not None:
             self.prediction_log.offer((request_id, time.time(), rows, result))
 

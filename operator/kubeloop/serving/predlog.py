@@ -131,24 +131,37 @@ class FeedbackMemory:
     ``capacity`` in the 100k range every call misses the CPU caches, and this layout (no linked
     nodes, the queue read and written in order) misses them less. An id remembered again keeps
     its place (its predictions are replaced), as in an ``OrderedDict``.
+
+    The prediction of a one-row request is kept as the value itself, not in a one-item tuple:
+    one object less to make, and to reach again (a cache miss) when it is forgotten; ``lookup``
+    gives it back as a tuple. (A label, a number: neither is a tuple.)
     """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._items: dict[str, Sequence[Any]] = {}
+        self._items: dict[str, Any] = {}  # one row: the value; more: a tuple of them
         self._order: deque[str] = deque()
 
     def remember(self, request_id: str, predictions: Sequence[Any]) -> None:
+        """Keep ``predictions`` (one per row of the request) under ``request_id``."""
         items = self._items
         size = len(items)
-        items[request_id] = predictions
+        if len(predictions) == 1 and type(predictions[0]) is not tuple:
+            items[request_id] = predictions[0]
+        else:
+            # A tuple of strings or floats: the garbage collector stops tracking it.
+            items[request_id] = tuple(predictions)
         if len(items) != size:  # a new id (one lookup: each one misses the caches)
             self._order.append(request_id)
             if size >= self._capacity:
                 del items[self._order.popleft()]
 
-    def lookup(self, request_id: str) -> Sequence[Any] | None:
-        return self._items.get(request_id)
+    def lookup(self, request_id: str) -> tuple[Any, ...] | None:
+        """The predictions remembered for ``request_id`` (one per row), or None."""
+        found = self._items.get(request_id)
+        if found is None or type(found) is tuple:
+            return found
+        return (found,)
 
     def __len__(self) -> int:
         return len(self._items)
