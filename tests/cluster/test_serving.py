@@ -689,38 +689,29 @@ def test_following_production_rolls_out_a_newly_promoted_version_by_itself(
     assert [p["spec"]["minAvailable"] for p in pdbs] == [1]
 
 
-def test_feedback_reaches_the_version_that_answered_and_a_wrong_canary_is_rolled_back(
-    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
-) -> None:
-    """A copy of v1 answering the other class passes every traffic check; live accuracy fails it.
+# Judged on feedback alone: the flipped copy passes every traffic check.
+LIVE_ACCURACY_ANALYSIS = {
+    "interval": "5s",
+    "minRequests": 20,
+    "minLiveAccuracy": 0.6,
+    "minFeedback": 30,
+    "maxInconclusive": 50,
+}
 
-    Every prediction is followed by its feedback (the true label) through the router, with the
-    answer's ``x-request-id`` and ``x-kubeloop-version``. Two replicas per version: the router
-    must pick the version *and* the pod that made the prediction for the server to match it.
-    """
-    namespace = operator_namespace
+
+def _roll_out_flipped_with_feedback(
+    kubectl: Kubectl, namespace: str, versions: dict[str, Any], strategy: dict[str, Any]
+) -> tuple[SteadyLoad, str, dict[str, Any]]:
+    """Roll the flipped copy out with ``strategy`` (two replicas per version) under a load
+    whose every prediction is followed by its feedback; the load, the stable version before,
+    and the status once RolledBack."""
     url = _endpoint(kubectl, namespace)
-    stable = _status(kubectl, namespace)["stableVersion"]
+    stable = str(_status(kubectl, namespace)["stableVersion"])
     mv = _get(kubectl, namespace, "modelversions", versions["v1"])
     frame: pd.DataFrame = versions["test_set"]
     records = _records(frame, mv["spec"]["signature"])
     truths = [str(value) for value in frame["churned"]]  # the Dataset's target
-    canary = {
-        "type": "Canary",
-        "canary": {
-            "steps": [{"weight": 50, "pause": "60s"}, {"weight": 100, "pause": "0s"}],
-            "scaleDownDelay": "5s",
-            "analysis": {
-                "interval": "5s",
-                "minRequests": 20,
-                "maxErrorRate": 0.01,
-                "minLiveAccuracy": 0.6,
-                "minFeedback": 30,
-                "maxInconclusive": 50,
-            },
-        },
-    }
-    deployment = _deployment(versions["flipped"], **canary)
+    deployment = _deployment(versions["flipped"], **strategy)
     deployment["spec"]["replicas"] = 2
     load = SteadyLoad(
         f"{url}/predict",
@@ -738,10 +729,33 @@ def test_feedback_reaches_the_version_that_answered_and_a_wrong_canary_is_rolled
     status = seen[-1][1]
     assert status["stableVersion"] == stable
     assert load.failures() == [], load.failures()[:5]
-    assert {o.version for o in load.outcomes} == {stable, versions["flipped"]}
     failed = [r for r in status["analysis"][-1]["results"] if r["verdict"] == "Fail"]
     assert [r["check"] for r in failed] == ["liveAccuracy"], failed
     assert failed[0]["candidate"] < 0.5 and failed[0]["threshold"] == 0.6, failed
+    return load, stable, status
+
+
+def test_feedback_reaches_the_version_that_answered_and_a_wrong_canary_is_rolled_back(
+    kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
+) -> None:
+    """A copy of v1 answering the other class passes every traffic check; live accuracy fails it.
+
+    Every prediction is followed by its feedback (the true label) through the router, with the
+    answer's ``x-request-id`` and ``x-kubeloop-version``. Two replicas per version: the router
+    must pick the version *and* the pod that made the prediction for the server to match it.
+    """
+    canary = {
+        "type": "Canary",
+        "canary": {
+            "steps": [{"weight": 50, "pause": "60s"}, {"weight": 100, "pause": "0s"}],
+            "scaleDownDelay": "5s",
+            "analysis": {**LIVE_ACCURACY_ANALYSIS, "maxErrorRate": 0.01},
+        },
+    }
+    load, stable, status = _roll_out_flipped_with_feedback(
+        kubectl, operator_namespace, versions, canary
+    )
+    assert {o.version for o in load.outcomes} == {stable, versions["flipped"]}
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert "accuracy" in degraded["message"].lower(), degraded
     # Feedback went to the version named and met the prediction on its pod: matched.
@@ -762,49 +776,17 @@ def test_a_wrong_shadow_is_caught_by_feedback_copied_to_it(
     feedback copy to the shadow pod that got the prediction's copy (two replicas), so the
     shadow's live accuracy is measured on the same traffic as stable's.
     """
-    namespace = operator_namespace
-    url = _endpoint(kubectl, namespace)
-    stable = _status(kubectl, namespace)["stableVersion"]
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    frame: pd.DataFrame = versions["test_set"]
-    records = _records(frame, mv["spec"]["signature"])
-    truths = [str(value) for value in frame["churned"]]
     shadow = {
         "type": "Shadow",
         "shadow": {
             "percent": 100,
             "duration": "10m",
             "promote": True,
-            "analysis": {
-                "interval": "5s",
-                "minRequests": 20,
-                "minLiveAccuracy": 0.6,
-                "minFeedback": 30,
-                "maxInconclusive": 50,
-            },
+            "analysis": LIVE_ACCURACY_ANALYSIS,
         },
     }
-    deployment = _deployment(versions["flipped"], **shadow)
-    deployment["spec"]["replicas"] = 2
-    load = SteadyLoad(
-        f"{url}/predict",
-        lambda i: {"records": [records[i % len(records)]]},
-        rate=LOAD_RATE,
-        feedback=lambda i, request_id: {"request_id": request_id, "label": truths[i % len(truths)]},
-    )
-    with load:
-        time.sleep(2)
-        _apply(kubectl, namespace, deployment)
-        seen = _watch(
-            kubectl, namespace, load, lambda s: s.get("phase") == "RolledBack", timeout=240
-        )
-    status = seen[-1][1]
-    assert status["stableVersion"] == stable
-    assert load.failures() == [], load.failures()[:5]
+    load, stable, _ = _roll_out_flipped_with_feedback(kubectl, operator_namespace, versions, shadow)
     assert {o.version for o in load.outcomes} == {stable}  # users never saw the shadow
-    failed = [r for r in status["analysis"][-1]["results"] if r["verdict"] == "Fail"]
-    assert [r["check"] for r in failed] == ["liveAccuracy"], failed
-    assert failed[0]["candidate"] < 0.5, failed
 
 
 def test_a_regression_model_canaries_to_full_traffic_with_feedback(
