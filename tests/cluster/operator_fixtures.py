@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubeloop.api.kinds import KINDS
 from kubeloop.devenv.cluster import ClusterInfo
 from kubeloop.devenv.pki import ClusterPKI
 from kubeloop.devenv.runtime import ensure_runtime
@@ -31,8 +32,6 @@ from kubeloop.storage import ObjectStore
 REPO = Path(__file__).resolve().parents[2]
 
 DATA_BUCKET = "kubeloop-demo"
-# Deleted in this order: what is served first, then what serves it, then the data.
-KUBELOOP_PLURALS = ("deployments", "trainingruns", "modelversions", "datasets")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +142,8 @@ def operator_namespace(
     yield namespace
     # Deleted while the operator runs, so its finalizers come off: otherwise the namespace
     # stays Terminating for as long as a kept cluster lives.
-    kinds = ",".join(f"{plural}.kubeloop.io" for plural in KUBELOOP_PLURALS)
+    # Newest kinds first: what serves, what was registered, what was trained, the data.
+    kinds = ",".join(info.crd_name for info in reversed(KINDS))
     kubectl.run("delete", kinds, "--all", "-n", namespace, "--timeout=60s")
     operator.stop()
     # The webhooks point at this operator only: do not leave them to block later changes.
