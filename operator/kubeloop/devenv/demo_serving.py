@@ -139,6 +139,11 @@ class _Load:
             self.feedback["unmatched"] += result.get("unmatched", 0)
 
 
+def _apply(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> str:
+    """``kubectl apply`` of one object; kubectl's answer."""
+    return kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
+
+
 def _status(kubectl_json: KubectlJson, namespace: str) -> dict[str, Any]:
     body = kubectl_json("get", "deployments.kubeloop.io", DEPLOYMENT, "-n", namespace)
     status: dict[str, Any] = body.get("status") or {}
@@ -215,16 +220,7 @@ def run_serving_demo(
             "delete", "deployments.kubeloop.io", DEPLOYMENT, "-n", namespace,
             "--cascade=foreground", "--wait=true", "--timeout=120s",
         )  # fmt: skip
-    print(
-        kubectl(
-            "apply",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(deployment_manifest(model_version)),
-        )
-    )
+    print(_apply(kubectl, namespace, deployment_manifest(model_version)))
     status = _wait(kubectl_json, namespace, lambda s: s.get("phase") == "Healthy")
     if status is None or status.get("phase") != "Healthy":
         return 1
@@ -242,7 +238,7 @@ def run_serving_demo(
         print(f"  {shown}... -> {prediction}")
 
     print("\n== a second version: one more TrainingRun of the same model")
-    print(kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(second_run())))
+    print(_apply(kubectl, namespace, second_run()))
     run = wait_for_run("churn-retrain")
     if run is None:
         return 1
@@ -253,14 +249,7 @@ def run_serving_demo(
     seen = 0
     with _Load(url, records, labels) as load:
         time.sleep(2)
-        kubectl(
-            "apply",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-            stdin=yaml.safe_dump(deployment_manifest(candidate)),
-        )
+        _apply(kubectl, namespace, deployment_manifest(candidate))
         deadline = time.monotonic() + _WAIT_SECONDS
         last = ""
         final: dict[str, Any] = {}
