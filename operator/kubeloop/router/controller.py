@@ -103,13 +103,16 @@ class Router:
         text = render_nginx_conf(table, params)
         if text == self.text and self.nginx.running:
             return "ok"
-        result = await self.apply_text(text, config_version(table, params), table)
-        if result == "ok" and (params.waiting or params.draining):
-            self.metrics.ready.set(0)
-        return result
+        ready = not (params.waiting or params.draining)
+        return await self.apply_text(text, config_version(table, params), table, ready=ready)
 
-    async def apply_text(self, text: str, version: str, table: RouteTable | None = None) -> str:
-        """Check ``text`` with ``nginx -t`` and make it live; unchanged state if refused."""
+    async def apply_text(
+        self, text: str, version: str, table: RouteTable | None = None, *, ready: bool = True
+    ) -> str:
+        """Check ``text`` with ``nginx -t`` and make it live; unchanged state if refused.
+
+        ``ready``: whether the text's ``/healthz`` answers 200 (the ready gauge follows it).
+        """
         error = await self.nginx.check(text)
         if error is not None:
             log.error(
@@ -139,7 +142,7 @@ class Router:
             return result
         self.text, self.version = text, version
         self.metrics.config.info({"version": version})
-        self.metrics.ready.set(1)
+        self.metrics.ready.set(1 if ready else 0)
         if table is not None:
             self.table = table
             self.metrics.weight.clear()
