@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -177,6 +178,8 @@ def versions(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[
         "forged": forged,
         "flipped": flipped,
         "test_set": frame,
+        # Every test-set row as a /predict record (v1's signature; all copies share it).
+        "records": _records(frame, first["spec"]["signature"]),
     }
 
 
@@ -226,18 +229,38 @@ def _deployment(version: str, **strategy: Any) -> dict[str, Any]:
     }
 
 
-def _status(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+def _status(kubectl: Kubectl, namespace: str, name: str = DEPLOYMENT) -> dict[str, Any]:
     status: dict[str, Any] = (
-        _get(kubectl, namespace, "deployments.kubeloop.io", DEPLOYMENT).get("status") or {}
+        _get(kubectl, namespace, "deployments.kubeloop.io", name).get("status") or {}
     )
     return status
 
 
-def _endpoint(kubectl: Kubectl, namespace: str) -> str:
+def _serves(version: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a status says ``version`` is stable and the rollout is over."""
+    return lambda s: s.get("stableVersion") == version and s.get("phase") == "Healthy"
+
+
+def _first_answer(url: str, records: list[dict[str, Any]], what: str) -> httpx.Response:
+    """The first 200 from ``/predict`` for ``records`` (the router may still be catching up)."""
+    response: httpx.Response = wait_until(
+        lambda: (
+            (r := httpx.post(f"{url}/predict", json={"records": records}, timeout=10)).status_code
+            == httpx.codes.OK
+            and r
+        ),
+        timeout=60,
+        what=what,
+    )
+    return response
+
+
+def _endpoint(kubectl: Kubectl, namespace: str, name: str = DEPLOYMENT) -> str:
     """The router Service's URL, once a stable version serves (Healthy, or after a rollback)."""
     status = wait_until(
         lambda: (
-            (s := _status(kubectl, namespace)).get("phase") in ("Healthy", "RolledBack", "Failed")
+            (s := _status(kubectl, namespace, name)).get("phase")
+            in ("Healthy", "RolledBack", "Failed")
             and s.get("stableVersion")
             and s
         ),
@@ -259,15 +282,7 @@ def test_first_version_serves_what_it_was_tested_to_predict(
     mv = _get(kubectl, namespace, "modelversions", versions["v1"])
     frame: pd.DataFrame = versions["test_set"].head(200)
     records = _records(frame, mv["spec"]["signature"])
-    response = wait_until(
-        lambda: (
-            (r := httpx.post(f"{url}/predict", json={"records": records}, timeout=10)).status_code
-            == httpx.codes.OK
-            and r
-        ),
-        timeout=60,
-        what="a 200 from /predict through the router",
-    )
+    response = _first_answer(url, records, "a 200 from /predict through the router")
     assert response.headers["x-kubeloop-version"] == versions["v1"]
     predictions = response.json()["predictions"]
     assert [p["label"] for p in predictions] == [str(v) for v in frame["kubeloop:prediction"]]
@@ -327,8 +342,7 @@ def test_canary_walks_its_steps_under_load_without_a_failed_request(
 ) -> None:
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    records = _records(versions["test_set"], mv["spec"]["signature"])
+    records = versions["records"]
     weights: list[tuple[float, int | None, str | None]] = []
     with SteadyLoad(
         f"{url}/predict", lambda i: {"records": [records[i % len(records)]]}, rate=LOAD_RATE
@@ -366,13 +380,19 @@ def test_canary_walks_its_steps_under_load_without_a_failed_request(
 
 
 def _watch(
-    kubectl: Kubectl, namespace: str, load: SteadyLoad, done: Any, timeout: float
+    kubectl: Kubectl,
+    namespace: str,
+    load: SteadyLoad,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float,
+    name: str = DEPLOYMENT,
 ) -> list[tuple[float, dict[str, Any]]]:
     """Poll the status until ``done(status)``; every (time, status) seen."""
     seen: list[tuple[float, dict[str, Any]]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = _status(kubectl, namespace)
+        status = _status(kubectl, namespace, name)
         seen.append((load.now(), status))
         if done(status):
             return seen
@@ -391,8 +411,7 @@ def test_a_slow_canary_is_rolled_back_within_two_analyses_and_stable_keeps_answe
 ) -> None:
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    with _load(url, _records(versions["test_set"], mv["spec"]["signature"])) as load:
+    with _load(url, versions["records"]) as load:
         time.sleep(2)
         _apply(kubectl, namespace, _deployment(versions["slow"]))
         seen = _watch(
@@ -426,8 +445,7 @@ def test_a_version_whose_digest_does_not_match_is_never_served(
 ) -> None:
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    with _load(url, _records(versions["test_set"], mv["spec"]["signature"])) as load:
+    with _load(url, versions["records"]) as load:
         _apply(kubectl, namespace, _deployment(versions["forged"]))
         seen = _watch(kubectl, namespace, load, lambda s: s.get("phase") == "Failed", timeout=60)
         time.sleep(3)
@@ -448,8 +466,7 @@ def test_blue_green_switches_and_rolls_back_under_load_without_a_failed_request(
 ) -> None:
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    records = _records(versions["test_set"], mv["spec"]["signature"])
+    records = versions["records"]
     blue_green = {
         "type": "BlueGreen",
         "blueGreen": {
@@ -462,24 +479,12 @@ def test_blue_green_switches_and_rolls_back_under_load_without_a_failed_request(
     }
     with _load(url, records) as load:
         _apply(kubectl, namespace, _deployment(versions["v1"], **blue_green))
-        seen = _watch(
-            kubectl,
-            namespace,
-            load,
-            lambda s: s.get("stableVersion") == versions["v1"] and s.get("phase") == "Healthy",
-            timeout=180,
-        )
+        seen = _watch(kubectl, namespace, load, _serves(versions["v1"]), timeout=180)
         switched = seen[-1][0]
         time.sleep(4)
         # Rollback: the old version is still up (scale-down delay), so it is instant.
         _apply(kubectl, namespace, _deployment(versions["v2"], **blue_green))
-        back = _watch(
-            kubectl,
-            namespace,
-            load,
-            lambda s: s.get("stableVersion") == versions["v2"] and s.get("phase") == "Healthy",
-            timeout=30,
-        )
+        back = _watch(kubectl, namespace, load, _serves(versions["v2"]), timeout=30)
         rolled_back = back[-1][0]
         time.sleep(4)
     assert load.failures() == [], load.failures()[:5]
@@ -505,8 +510,7 @@ def test_shadow_gets_copies_and_clients_only_see_stable(
 ) -> None:
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    records = _records(versions["test_set"], mv["spec"]["signature"])
+    records = versions["records"]
     shadow = {
         "type": "Shadow",
         "shadow": {
@@ -598,14 +602,13 @@ def test_the_router_keeps_serving_while_the_api_server_is_unreachable(
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
     stable = _status(kubectl, namespace)["stableVersion"]
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
     routers = kubectl.json(
         "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=router"
     )["items"]
     router_ips = [p["status"]["podIP"] for p in routers if p["status"].get("podIP")]
     assert router_ips
     before = _router_api_errors(router_ips)
-    with _load(url, _records(versions["test_set"], mv["spec"]["signature"])) as load:
+    with _load(url, versions["records"]) as load:
         time.sleep(2)
         cut_at = load.now()
         subprocess.run(["nft", "-f", "-"], input=NFT_PARTITION, text=True, check=True)
@@ -664,20 +667,13 @@ def test_following_production_rolls_out_a_newly_promoted_version_by_itself(
         timeout=120,
         what="the tracked Production version to be stable",
     )
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    with _load(url, _records(versions["test_set"], mv["spec"]["signature"])) as load:
+    with _load(url, versions["records"]) as load:
         time.sleep(2)
         kubectl.ok(
             "patch", "modelversion", versions["v2"], "-n", namespace,
             "--type=merge", "-p", '{"spec":{"stage":"Production"}}',
         )  # fmt: skip
-        _watch(
-            kubectl,
-            namespace,
-            load,
-            lambda s: s.get("stableVersion") == versions["v2"] and s.get("phase") == "Healthy",
-            timeout=240,
-        )
+        _watch(kubectl, namespace, load, _serves(versions["v2"]), timeout=240)
     assert load.failures() == [], load.failures()[:5]
     assert {o.version for o in load.outcomes} == {versions["v1"], versions["v2"]}
     status = _status(kubectl, namespace)
@@ -702,15 +698,15 @@ LIVE_ACCURACY_ANALYSIS = {
 def _roll_out_flipped_with_feedback(
     kubectl: Kubectl, namespace: str, versions: dict[str, Any], strategy: dict[str, Any]
 ) -> tuple[SteadyLoad, str, dict[str, Any]]:
-    """Roll the flipped copy out with ``strategy`` (two replicas per version) under a load
-    whose every prediction is followed by its feedback; the load, the stable version before,
-    and the status once RolledBack."""
+    """The flipped copy rolled out with ``strategy`` under a load with feedback, until RolledBack.
+
+    Two replicas per version; every prediction is followed by its feedback. Returns the load,
+    the stable version before, and the final status.
+    """
     url = _endpoint(kubectl, namespace)
     stable = str(_status(kubectl, namespace)["stableVersion"])
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
-    frame: pd.DataFrame = versions["test_set"]
-    records = _records(frame, mv["spec"]["signature"])
-    truths = [str(value) for value in frame["churned"]]  # the Dataset's target
+    records = versions["records"]
+    truths = [str(value) for value in versions["test_set"]["churned"]]  # the Dataset's target
     deployment = _deployment(versions["flipped"], **strategy)
     deployment["spec"]["replicas"] = 2
     load = SteadyLoad(
@@ -828,30 +824,9 @@ def test_a_regression_model_canaries_to_full_traffic_with_feedback(
         {"weight": 100, "pause": "0s"},
     ]
     _apply(kubectl, namespace, deployment)
-    status = wait_until(
-        lambda: (
-            (s := _get(kubectl, namespace, "deployments.kubeloop.io", "charges").get("status"))
-            and s.get("phase") == "Healthy"
-            and s
-        ),
-        timeout=240,
-        interval=2,
-        what="the regression model to serve",
-    )
-    service = status["endpoint"].removeprefix("http://").split(".")[0]
-    url = f"http://{_get(kubectl, namespace, 'service', service)['spec']['clusterIP']}:80"
-    # Healthy means its pods are ready; the router learns their endpoints a moment later.
-    response = wait_until(
-        lambda: (
-            (
-                r := httpx.post(f"{url}/predict", json={"records": records[:100]}, timeout=10)
-            ).status_code
-            == httpx.codes.OK
-            and r
-        ),
-        timeout=60,
-        what="a 200 from the regressor through the router",
-    )
+    url = _endpoint(kubectl, namespace, "charges")
+    assert _status(kubectl, namespace, "charges")["stableVersion"] == first
+    response = _first_answer(url, records[:100], "a 200 from the regressor through the router")
     served = [p["value"] for p in response.json()["predictions"]]
     np.testing.assert_allclose(served, frame["kubeloop:prediction"].head(100), rtol=1e-5)
 
@@ -865,21 +840,10 @@ def test_a_regression_model_canaries_to_full_traffic_with_feedback(
         time.sleep(2)
         deployment["spec"]["model"] = {"version": second}
         _apply(kubectl, namespace, deployment)
-        wait_until(
-            lambda: (
-                (s := _get(kubectl, namespace, "deployments.kubeloop.io", "charges")["status"]).get(
-                    "stableVersion"
-                )
-                == second
-                and s.get("phase") == "Healthy"
-            ),
-            timeout=240,
-            interval=1,
-            what="the second regressor to become stable",
-        )
+        _watch(kubectl, namespace, load, _serves(second), timeout=240, name="charges")
     assert load.failures() == [], load.failures()[:5]
     assert {o.version for o in load.outcomes} == {first, second}
-    status = _get(kubectl, namespace, "deployments.kubeloop.io", "charges")["status"]
+    status = _status(kubectl, namespace, "charges")
     divergences = [
         result["candidate"]
         for run in status["analysis"]
