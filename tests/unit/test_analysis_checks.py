@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -156,6 +157,43 @@ def test_latency_numbers() -> None:
 def test_latency_needs_min_requests() -> None:
     results = latency_checks(_analysis(maxP99LatencyMs=50.0), _window(50), None)
     assert _verdicts(results) == {"p99LatencyMs": "Inconclusive"}
+
+
+def _cold(requests: int, slow: int, slow_s: float = 0.0046) -> VersionWindow:
+    """``requests`` answered in 0.5-1 ms, ``slow`` of them at ``slow_s`` (a cold start)."""
+    fast = float(requests - slow)
+    latency = Histogram(
+        ((0.0005, 0.0), (0.001, fast), (0.004, fast), (0.005, float(requests)),
+         (math.inf, float(requests))),
+        float(requests),
+        fast * 0.0008 + slow * slow_s,
+    )  # fmt: skip
+    return replace(_window(requests), latency=latency)
+
+
+def test_one_slow_request_of_a_few_dozen_is_not_a_p99_failure() -> None:
+    """CI saw a healthy canary rolled back: p99 of 35 requests was their one cold request."""
+    analysis = _analysis(minRequests=20, maxP99LatencyRatio=4.0, maxP99LatencyMs=4.0)
+    results = latency_checks(analysis, _cold(35, 1), _cold(1000, 0))
+    assert _verdicts(results) == {"p99LatencyMs": "Inconclusive", "p99LatencyRatio": "Inconclusive"}
+    absolute, ratio = results
+    assert absolute.candidate is not None and absolute.candidate > 4.0  # the p99 is above...
+    assert "not significant yet" in ratio.message and "/35 requests slower" in ratio.message
+    assert absolute.p_value is not None and absolute.p_value > 0.05  # ...but 1 in 35 proves nothing
+
+
+def test_a_slow_tail_is_a_failure_once_it_is_significant() -> None:
+    analysis = _analysis(minRequests=20, maxP99LatencyRatio=4.0)
+    # 6 of 200 slow: 3% against the 1% a p99 bound allows, p ~ 0.005
+    (ratio,) = latency_checks(analysis, _cold(200, 6), _cold(1000, 0))
+    assert ratio.verdict == "Fail", ratio.message
+    assert "6/200 requests slower than" in ratio.message
+
+
+def test_every_request_slow_fails_before_min_requests() -> None:
+    """A candidate slow on all of its first 10 requests does not get to wait for 100."""
+    (absolute,) = latency_checks(_analysis(maxP99LatencyMs=4.0), _cold(10, 10), None)
+    assert absolute.verdict == "Fail", absolute.message
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 
 from kubeloop.analysis.exposition import Histogram
 from kubeloop.analysis.stats import (
+    histogram_count_above,
     histogram_distribution,
     histogram_quantile,
     js_divergence,
@@ -39,6 +40,27 @@ LATENCY = Histogram(
 )
 def test_histogram_quantile_interpolates_like_promql(quantile: float, expected: float) -> None:
     assert histogram_quantile(quantile, LATENCY) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.0, 100.0),  # everything is above 0
+        (0.0025, 75.0),  # half of the first bucket's 50 are below
+        (0.01, 10.0),  # exactly a bound: the 90 at or below it
+        (0.01 + 0.015 * 5 / 9, 5.0),  # inverse of the 0.95 quantile
+        (0.05, 0.0),
+        (1.0, 0.0),  # beyond the largest finite bound: the +Inf bucket (empty here)
+    ],
+)
+def test_count_above_inverts_the_quantile(value: float, expected: float) -> None:
+    assert histogram_count_above(value, LATENCY) == pytest.approx(expected)
+
+
+def test_count_above_counts_the_inf_bucket_as_above() -> None:
+    slow = Histogram(buckets=((0.1, 10.0), (0.5, 50.0), (math.inf, 100.0)), count=100.0)
+    assert histogram_count_above(0.7, slow) == 50.0
+    assert histogram_count_above(0.5, Histogram()) == 0.0
 
 
 def test_quantile_in_the_inf_bucket_is_the_largest_finite_bound() -> None:

@@ -14,8 +14,12 @@ Rules (``alpha = 1 - confidence``; "significant" means the one-sided p-value is 
   increase" is significant; Inconclusive when above but not significant, or when stable has
   fewer than ``minRequests`` requests; Pass otherwise.
 * **p99LatencyMs** (``maxP99LatencyMs``) and **p99LatencyRatio** (``maxP99LatencyRatio``) —
-  p99 interpolated from the duration histograms; no test (a quantile bound is already a
-  tail statement); needs ``minRequests`` on each side compared, else Inconclusive.
+  p99 interpolated from the duration histograms, compared with the bound (for the ratio:
+  ``maxP99LatencyRatio`` times stable's p99, which needs ``minRequests`` on stable). "p99 <=
+  limit" says at most 1% of requests are slower than the limit, so a p99 above it fails only
+  when the one-proportion test of "share slower than the limit <= 1%" is significant, and is
+  Inconclusive before that: a p99 of a few dozen requests is their slowest one. Pass needs
+  ``minRequests``.
 * **liveAccuracy** (``minLiveAccuracy``) and **liveAccuracyVsStable**
   (``maxLiveAccuracyDrop``) — the same two tests on the share of *incorrect* feedback labels
   (bound ``1 - minLiveAccuracy``; margin ``maxLiveAccuracyDrop``). Fewer than ``minFeedback``
@@ -32,7 +36,11 @@ Rules (``alpha = 1 - confidence``; "significant" means the one-sided p-value is 
 
 from __future__ import annotations
 
+import math
+
+from kubeloop.analysis.exposition import Histogram
 from kubeloop.analysis.stats import (
+    histogram_count_above,
     histogram_distribution,
     histogram_quantile,
     js_divergence,
@@ -164,64 +172,128 @@ def error_rate_vs_stable_check(
     )
 
 
+def _tail_check(
+    *,
+    check: str,
+    latency: Histogram,
+    p99_ms: float,
+    limit_ms: float,
+    seen: str,
+    threshold: float,
+    stable_ms: float | None,
+    minimum: int,
+    alpha: float,
+) -> AnalysisResult:
+    """Shared rule of the two latency checks: is the candidate's p99 above ``limit_ms``?
+
+    "p99 <= limit" means at most 1% of requests are slower than the limit, so the test is the
+    one-proportion test of that share. A p99 from a few dozen requests is their slowest one:
+    a single cold request would otherwise fail a healthy candidate.
+    """
+    n = round(latency.count)
+    slower = min(n, math.floor(histogram_count_above(limit_ms / 1000, latency) + 1e-9))
+    p_value = one_proportion_p_value(slower, n, 1 - P99)
+    tail = f"{slower}/{n} requests slower than {limit_ms:.1f} ms"
+    if p99_ms > limit_ms and p_value < alpha:
+        verdict: Verdict = "Fail"
+        message = f"{seen} ({tail}), {_p(p_value)} < {alpha:.3g}"
+    elif p99_ms > limit_ms:
+        verdict = "Inconclusive"
+        message = f"{seen} but not significant yet ({tail}, {_p(p_value)})"
+    elif n < minimum:
+        verdict = "Inconclusive"
+        message = f"{seen}, too few requests to pass (needs {minimum})"
+    else:
+        verdict = "Pass"
+        message = seen
+    return AnalysisResult(
+        check=check,
+        stable=stable_ms,
+        candidate=p99_ms,
+        threshold=threshold,
+        samples=n,
+        p_value=p_value,
+        verdict=verdict,
+        message=message,
+    )
+
+
 def latency_checks(
     analysis: Analysis, candidate: VersionWindow, stable: VersionWindow | None
 ) -> list[AnalysisResult]:
-    """p99 latency: absolute bound and ratio to stable."""
+    """p99 latency: absolute bound and ratio to stable (see :func:`_tail_check`)."""
     results: list[AnalysisResult] = []
+    alpha = 1 - analysis.confidence
+    minimum = analysis.min_requests
     p99_c = histogram_quantile(P99, candidate.latency)
     p99_s = histogram_quantile(P99, stable.latency) if stable is not None else None
     ms_c = None if p99_c is None else 1000 * p99_c
     ms_s = None if p99_s is None else 1000 * p99_s
-    enough_c = candidate.requests >= analysis.min_requests and ms_c is not None
     if analysis.max_p99_latency_ms is not None:
         bound = analysis.max_p99_latency_ms
-        if not enough_c or ms_c is None:
-            verdict: Verdict = "Inconclusive"
-            message = f"candidate p99 needs {analysis.min_requests} requests ({candidate.requests} so far)"
-        elif ms_c > bound:
-            verdict, message = "Fail", f"candidate p99 {ms_c:.1f} ms > {bound:g} ms"
-        else:
-            verdict, message = "Pass", f"candidate p99 {ms_c:.1f} ms <= {bound:g} ms"
-        results.append(
-            AnalysisResult(
-                check="p99LatencyMs",
-                stable=ms_s,
-                candidate=ms_c,
-                threshold=bound,
-                samples=candidate.requests,
-                verdict=verdict,
-                message=message,
+        if ms_c is None:
+            results.append(
+                AnalysisResult(
+                    check="p99LatencyMs",
+                    stable=ms_s,
+                    threshold=bound,
+                    samples=0,
+                    verdict="Inconclusive",
+                    message=f"candidate p99 needs {minimum} requests (0 so far)",
+                )
             )
-        )
+        else:
+            relation = ">" if ms_c > bound else "<="
+            results.append(
+                _tail_check(
+                    check="p99LatencyMs",
+                    latency=candidate.latency,
+                    p99_ms=ms_c,
+                    limit_ms=bound,
+                    seen=f"candidate p99 {ms_c:.1f} ms {relation} {bound:g} ms",
+                    threshold=bound,
+                    stable_ms=ms_s,
+                    minimum=minimum,
+                    alpha=alpha,
+                )
+            )
     if analysis.max_p99_latency_ratio is not None and stable is not None:
         limit = analysis.max_p99_latency_ratio
-        enough_s = stable.requests >= analysis.min_requests and ms_s is not None and ms_s > 0
-        ratio = None
-        if not (enough_c and enough_s) or ms_c is None or ms_s is None:
-            verdict = "Inconclusive"
-            message = (
-                f"p99 ratio needs {analysis.min_requests} requests on each side "
-                f"(candidate {candidate.requests}, stable {stable.requests})"
+        enough_s = stable.requests >= minimum and ms_s is not None and ms_s > 0
+        if ms_c is None or ms_s is None or not enough_s:
+            results.append(
+                AnalysisResult(
+                    check="p99LatencyRatio",
+                    stable=ms_s,
+                    candidate=ms_c,
+                    threshold=limit,
+                    samples=candidate.requests,
+                    verdict="Inconclusive",
+                    message=(
+                        f"p99 ratio needs {minimum} requests on each side "
+                        f"(candidate {candidate.requests}, stable {stable.requests})"
+                    ),
+                )
             )
         else:
             ratio = ms_c / ms_s
-            words = f"candidate p99 {ms_c:.1f} ms / stable {ms_s:.1f} ms = {ratio:.2f}"
-            if ratio > limit:
-                verdict, message = "Fail", f"{words} > {limit:g}"
-            else:
-                verdict, message = "Pass", f"{words} <= {limit:g}"
-        results.append(
-            AnalysisResult(
-                check="p99LatencyRatio",
-                stable=ms_s,
-                candidate=ms_c,
-                threshold=limit,
-                samples=candidate.requests,
-                verdict=verdict,
-                message=message,
+            relation = ">" if ratio > limit else "<="
+            results.append(
+                _tail_check(
+                    check="p99LatencyRatio",
+                    latency=candidate.latency,
+                    p99_ms=ms_c,
+                    limit_ms=limit * ms_s,
+                    seen=(
+                        f"candidate p99 {ms_c:.1f} ms / stable {ms_s:.1f} ms = {ratio:.2f} "
+                        f"{relation} {limit:g}"
+                    ),
+                    threshold=limit,
+                    stable_ms=ms_s,
+                    minimum=minimum,
+                    alpha=alpha,
+                )
             )
-        )
     return results
 
 

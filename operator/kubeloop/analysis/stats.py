@@ -2,7 +2,8 @@
 
 * proportion tests: one-sided p-values for "the candidate's rate is above a bound" and "the
   candidate's rate is above stable's by more than a margin";
-* :func:`histogram_quantile`, the same interpolation as PromQL's ``histogram_quantile``;
+* :func:`histogram_quantile`, the same interpolation as PromQL's ``histogram_quantile``, and
+  :func:`histogram_count_above`, its inverse (how many observations exceed a value);
 * :func:`js_divergence`, Jensen-Shannon divergence in bits (0 = same distribution, 1 = disjoint).
 """
 
@@ -108,6 +109,28 @@ def histogram_quantile(quantile: float, histogram: Histogram) -> float | None:
             )
         lower_bound, lower_count = upper_bound, count
     return lower_bound
+
+
+def histogram_count_above(value: float, histogram: Histogram) -> float:
+    """How many observations of a cumulative histogram exceed ``value``.
+
+    The inverse of :func:`histogram_quantile`, with the same linear interpolation inside the
+    bucket that holds ``value`` (the first bucket starts at 0). Beyond the largest finite
+    bound nothing is known, so the ``+Inf`` bucket's observations all count as above.
+    """
+    buckets = sorted(histogram.buckets)
+    if not buckets:
+        return 0.0
+    total = buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for upper_bound, count in buckets:
+        if value < upper_bound:
+            if math.isinf(upper_bound) or value <= lower_bound:
+                return max(0.0, total - lower_count)
+            inside = (count - lower_count) * (value - lower_bound) / (upper_bound - lower_bound)
+            return max(0.0, total - lower_count - inside)
+        lower_bound, lower_count = upper_bound, count
+    return max(0.0, total - lower_count)
 
 
 def histogram_distribution(histogram: Histogram) -> dict[str, float]:
