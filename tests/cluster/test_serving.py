@@ -230,9 +230,15 @@ def _deployment(version: str, **strategy: Any) -> dict[str, Any]:
 
 
 def _status(kubectl: Kubectl, namespace: str, name: str = DEPLOYMENT) -> dict[str, Any]:
-    status: dict[str, Any] = (
-        _get(kubectl, namespace, "deployments.kubeloop.io", name).get("status") or {}
-    )
+    """The status of the current spec: empty until the operator has observed its generation.
+
+    Right after an apply the status still describes the previous spec (CI once read the last
+    test's RolledBack as this test's outcome).
+    """
+    body = _get(kubectl, namespace, "deployments.kubeloop.io", name)
+    status: dict[str, Any] = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"]["generation"]:
+        return {}
     return status
 
 
