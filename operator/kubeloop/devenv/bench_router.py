@@ -384,6 +384,8 @@ def _serve(port: int, delay_ms: int, kind: str) -> None:
 
     import uvicorn  # noqa: PLC0415
 
+    from kubeloop.serving.cli import HTTP_STACK  # noqa: PLC0415
+
     headers = [(b"content-type", b"application/json"), (b"x-kubeloop-version", b"bench")]
     answer = b'{"outputs":[{"label":0,"probabilities":[0.98,0.01,0.01]}]}'
 
@@ -412,16 +414,15 @@ def _serve(port: int, delay_ms: int, kind: str) -> None:
     from starlette.routing import Route  # noqa: PLC0415
 
     starlette_app = Starlette(routes=[Route("/{path:path}", predict, methods=["GET", "POST"])])
+    # The inference server's own uvicorn settings: with uvicorn's defaults instead (proxy
+    # headers on, Server and Date headers) the X-Forwarded-* headers the router adds cost the
+    # backend about 2.7 us a request, which the server never pays.
     uvicorn.run(
         app if kind == "asgi" else starlette_app,
+        **{**HTTP_STACK, "lifespan": "off"},
         host="127.0.0.1",
         port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
         log_level="warning",
-        backlog=4096,
     )
 
 
