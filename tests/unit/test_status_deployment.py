@@ -206,8 +206,14 @@ def test_healthy_waits_for_a_ready_router() -> None:
     assert world.condition("Progressing") == ("True", "WaitingForRouter")
     assert "waiting for the router (0/2 pod(s) ready)" in world.status.message
     assert decision.requeue_after == 5.0
+    assert ("Normal", "Serving") not in world.events  # not while nothing can answer
+    world.tick(5)
+    assert ("Normal", "Serving") not in world.events
     world.router = VersionReadiness(ready_replicas=1, desired_replicas=2)  # one is enough
     world.tick(5)
+    assert world.events == [("Normal", "Serving")]  # once, when the endpoint answers
+    world.tick(5)
+    assert world.events == [("Normal", "Serving")]
     assert world.status.phase == "Healthy"
     assert world.condition("Available") == ("True", "StableReady")
     assert world.status.message == "iris-v1 serves all traffic"

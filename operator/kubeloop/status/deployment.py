@@ -334,6 +334,11 @@ class _Machine:
     def wake_in(self, seconds: float) -> None:
         self.wakeups.append(max(0.0, seconds))
 
+    def router_ready(self) -> bool:
+        """Whether the endpoint can answer: one ready router pod is enough (or no router)."""
+        router = self.inputs.router
+        return router is None or router.ready_replicas > 0
+
     def ready(self, version: str | None) -> bool:
         readiness = self.inputs.readiness.get(version or "")
         return readiness is not None and readiness.ready
@@ -549,7 +554,8 @@ class _Machine:
             self.phase = "Healthy"
             self.progressing = ("False", "RolloutComplete", f"{desired} serves all traffic")
             status.message = f"{desired} serves all traffic"
-            self.event("Normal", "Serving", f"{desired} is ready and serves all traffic")
+            if self.router_ready():  # else when the router is (see finish)
+                self.event("Normal", "Serving", f"{desired} is ready and serves all traffic")
             return
         if status.candidate_version != desired:
             status.candidate_version = desired
@@ -826,8 +832,15 @@ class _Machine:
         stable = status.stable_version
         serving = self.ready(stable) or (stable is None and self.ready(status.candidate_version))
         router = self.inputs.router
-        # One ready router pod is enough for the endpoint to answer.
-        router_ready = router is None or router.ready_replicas > 0
+        router_ready = self.router_ready()
+        waited = condition(status.conditions, "Progressing")
+        if (
+            self.phase == "Healthy"
+            and router_ready
+            and waited
+            and waited.reason == "WaitingForRouter"
+        ):
+            self.event("Normal", "Serving", f"{stable} is ready and serves all traffic")
         if self.phase == "Healthy" and not router_ready:
             # The endpoint is the router: Healthy would promise answers it cannot give yet.
             self.phase = "Progressing"
