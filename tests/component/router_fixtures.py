@@ -129,6 +129,7 @@ class RouterProcess:
         """Start the router; unless ``document`` is None, wait until it serves those routes."""
         self.state_dir = state_dir
         self.routes_file = state_dir / "routes.json"
+        self.document: dict[str, Any] | None = None  # the routes last written
         if document is not None:
             self.write_routes(document)
         self.port, self.health_port, self.metrics_port = free_port(), free_port(), free_port()
@@ -161,6 +162,7 @@ class RouterProcess:
         temporary = self.routes_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(document))
         temporary.replace(self.routes_file)
+        self.document = document
 
     def health(self) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2.0)
@@ -180,7 +182,13 @@ class RouterProcess:
         raise TimeoutError("the router did not load a new configuration")
 
     def update(self, document: dict[str, Any]) -> str:
-        """Write new (different) routes and wait until NGINX serves them."""
+        """Write routes and wait until NGINX serves them (at once if they are already served).
+
+        A test selected alone meets the module's router still on its starting routes, which
+        may be the very routes the test asks for: no new configuration would ever come.
+        """
+        if document == self.document and self.config is not None:
+            return self.config
         self.write_routes(document)
         self.config = self.wait_config_change(self.config)
         return self.config
