@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubeloop.api.modelversion import Signature
-from kubeloop.serving.metrics import Histogram, ServeMetrics
+from kubeloop.serving.metrics import Histogram, ServeMetrics, _NumericBlock
 
 CLASSIFIER = Signature.model_validate(
     {
@@ -189,3 +189,27 @@ def test_batch_statistics_are_exact_across_bulk_folds_and_scrapes() -> None:
     assert value(found, "kubeloop_serve_feature_missing_total", feature="x") == sum(
         int(np.isnan(feeds["x"]).sum()) for feeds, _ in batches
     )
+
+
+def test_numeric_block_counts_each_feature_by_its_own_edges() -> None:
+    """Features with different numbers of edges (none too), values on edges, and NaN."""
+    edges = [[0.0, 1.0], [float(e) for e in range(9)], []]
+    block = _NumericBlock(["a", "b", "c"], edges)
+    rng = np.random.default_rng(3)
+    matrix = rng.integers(-2, 11, size=(500, 3)).astype(np.float32)  # many values on an edge
+    matrix[rng.random((500, 3)) < 0.1] = np.nan
+    block.observe(matrix[:200])
+    block.observe(matrix[200:])
+    for index, feature_edges in enumerate(edges):
+        column = matrix[:, index]
+        present = column[~np.isnan(column)]
+        # The profile's rule: bin = how many inner edges are <= the value.
+        expected = np.bincount(
+            [sum(edge <= value for edge in feature_edges) for value in present],
+            minlength=len(feature_edges) + 1,
+        )
+        buckets, total, missing = block.feature(index)
+        counts = np.diff([0.0] + [count for _, count in buckets])
+        assert counts.tolist() == expected.tolist(), index
+        assert missing == int(np.isnan(column).sum())
+        assert total == pytest.approx(float(present.sum(dtype=np.float64)))

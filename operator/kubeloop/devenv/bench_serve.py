@@ -70,6 +70,7 @@ class BenchModel:
     onnx_bytes: bytes
     pipeline: Any
     row: dict[str, float]
+    profile: dict[str, Any]  # profile.json's shape: the server bins every feature by it
 
 
 def build_model(seed: int = 0, rows: int = 5000) -> BenchModel:
@@ -106,7 +107,16 @@ def build_model(seed: int = 0, rows: int = 5000) -> BenchModel:
         metadata={"kubeloop.signature": json.dumps(signature.to_wire())},
     )
     row = {name: round(float(x[0, index]), 4) for index, name in enumerate(FEATURES)}
-    return BenchModel(onnx_bytes, pipeline, row)
+    # As a served version has one: the per-feature histograms are part of every request's cost.
+    deciles = np.linspace(0.0, 1.0, 11)
+    profile = {
+        "columns": [
+            {"name": name, "type": "number", "binEdges": np.quantile(x[:, i], deciles).tolist()}
+            for i, name in enumerate(FEATURES)
+        ],
+        "target": {"name": "target"},
+    }
+    return BenchModel(onnx_bytes, pipeline, row, profile)
 
 
 # -- load generation ----------------------------------------------------------------------------
@@ -462,6 +472,7 @@ def run_serve_benchmark(state_dir: Path, *, seconds: float = 5.0, rounds: int = 
     with SeaweedFS(state_dir / "seaweedfs-bench-serve") as endpoint:
         with ObjectStore(endpoint.settings()) as store:
             uploaded = store.upload(model.onnx_bytes, "bench/serve/model.onnx")
+            profile = store.upload(json.dumps(model.profile).encode(), "bench/serve/profile.json")
         serve_env = {
             **os.environ,
             **endpoint.env(),
@@ -469,6 +480,7 @@ def run_serve_benchmark(state_dir: Path, *, seconds: float = 5.0, rounds: int = 
             "KUBELOOP_SERVE_MODEL_VERSION": "1",
             "KUBELOOP_SERVE_MODEL_URI": str(uploaded.uri),
             "KUBELOOP_SERVE_MODEL_SHA256": uploaded.sha256,
+            "KUBELOOP_SERVE_PROFILE_URI": str(profile.uri),
             "KUBELOOP_SERVE_HOST": "127.0.0.1",
             "KUBELOOP_SERVE_THREADS": "1",
             "KUBELOOP_SERVE_LOG_LEVEL": "warning",
