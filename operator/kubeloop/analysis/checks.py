@@ -173,16 +173,15 @@ def error_rate_vs_stable_check(
 
 
 def _tail_check(
+    analysis: Analysis,
+    latency: Histogram,
     *,
     check: str,
-    latency: Histogram,
     p99_ms: float,
     limit_ms: float,
     seen: str,
     threshold: float,
     stable_ms: float | None,
-    minimum: int,
-    alpha: float,
 ) -> AnalysisResult:
     """Shared rule of the two latency checks: is the candidate's p99 above ``limit_ms``?
 
@@ -190,6 +189,7 @@ def _tail_check(
     one-proportion test of that share. A p99 from a few dozen requests is their slowest one:
     a single cold request would otherwise fail a healthy candidate.
     """
+    alpha, minimum = 1 - analysis.confidence, analysis.min_requests
     n = round(latency.count)
     slower = min(n, math.floor(histogram_count_above(limit_ms / 1000, latency) + 1e-9))
     p_value = one_proportion_p_value(slower, n, 1 - P99)
@@ -223,7 +223,6 @@ def latency_checks(
 ) -> list[AnalysisResult]:
     """p99 latency: absolute bound and ratio to stable (see :func:`_tail_check`)."""
     results: list[AnalysisResult] = []
-    alpha = 1 - analysis.confidence
     minimum = analysis.min_requests
     p99_c = histogram_quantile(P99, candidate.latency)
     p99_s = histogram_quantile(P99, stable.latency) if stable is not None else None
@@ -246,15 +245,14 @@ def latency_checks(
             relation = ">" if ms_c > bound else "<="
             results.append(
                 _tail_check(
+                    analysis,
+                    candidate.latency,
                     check="p99LatencyMs",
-                    latency=candidate.latency,
                     p99_ms=ms_c,
                     limit_ms=bound,
                     seen=f"candidate p99 {ms_c:.1f} ms {relation} {bound:g} ms",
                     threshold=bound,
                     stable_ms=ms_s,
-                    minimum=minimum,
-                    alpha=alpha,
                 )
             )
     if analysis.max_p99_latency_ratio is not None and stable is not None:
@@ -280,8 +278,9 @@ def latency_checks(
             relation = ">" if ratio > limit else "<="
             results.append(
                 _tail_check(
+                    analysis,
+                    candidate.latency,
                     check="p99LatencyRatio",
-                    latency=candidate.latency,
                     p99_ms=ms_c,
                     limit_ms=limit * ms_s,
                     seen=(
@@ -290,8 +289,6 @@ def latency_checks(
                     ),
                     threshold=limit,
                     stable_ms=ms_s,
-                    minimum=minimum,
-                    alpha=alpha,
                 )
             )
     return results
