@@ -54,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs: {info.state_dir / 'logs'}")
         return 0
     if args.command == "cluster-down":
-        from kubeloop.devenv.demo import stop_operator  # noqa: PLC0415
+        from kubeloop.devenv.demo import DEMO_S3_DIR, stop_operator  # noqa: PLC0415
 
         if stop_operator(args.dir):
             print("demo operator stopped")
+        # The demo's SeaweedFS listens on the cluster's bridge, which goes with the cluster.
+        if s3_down(args.dir / DEMO_S3_DIR):
+            print("the demo's SeaweedFS (on the cluster bridge) stopped")
         stopped = LocalCluster(ClusterConfig(state_dir=args.dir / "cluster")).down()
         print("cluster stopped" if stopped else "cluster was not running")
         return 0

@@ -36,6 +36,7 @@ from kubeloop.storage import ObjectStore, S3Uri
 DEMO_BUCKET = "kubeloop-demo"
 DEMO_NAMESPACE = "kubeloop-demo"
 EXAMPLES_NAMESPACE = "kubeloop-examples"
+DEMO_S3_DIR = "s3-cluster"  # under the run dir; its SeaweedFS is bound to the cluster bridge
 CHURN_URI = f"s3://{DEMO_BUCKET}/churn/churn.csv"
 _REPO = Path(__file__).resolve().parents[3]
 _WAIT_SECONDS = 900
@@ -276,7 +277,7 @@ def run_demo(state_dir: Path) -> int:
     _show_examples(kubectl)
 
     _say("object storage: SeaweedFS on the cluster bridge, so pods reach it")
-    endpoint = s3_up(state_dir / "s3-cluster", bind_ip=ClusterConfig(state_dir=state_dir).bridge_ip)
+    endpoint = s3_up(state_dir / DEMO_S3_DIR, bind_ip=ClusterConfig(state_dir=state_dir).bridge_ip)
     with ObjectStore(endpoint.settings()) as store:
         store.ensure_bucket(DEMO_BUCKET)
         uploaded = store.upload(churn_csv(), S3Uri.parse(CHURN_URI), content_type="text/csv")
