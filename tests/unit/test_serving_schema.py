@@ -68,7 +68,8 @@ def test_feeds_are_one_array_per_column_for_the_whole_batch() -> None:
     s = schema()
     first = s.from_records([GOOD])
     second = s.from_records([{**GOOD, "total charges": None, "region": None}])
-    feeds = s.feeds([first, second])
+    feeds, numbers = s.batch_inputs([first, second])
+    assert numbers is not None and numbers.shape == (2, len(s.number_names))
     assert feeds["tenure"].dtype == np.float32
     assert feeds["tenure"].shape == (2, 1)
     assert math.isnan(feeds["total charges"][1, 0])

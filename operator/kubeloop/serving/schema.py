@@ -122,7 +122,7 @@ class ColumnCodec:
 
         Plain Python per value, on purpose: for the one-row requests that dominate live
         traffic, a numpy call per column would cost more than all the checks together. The
-        batcher makes one array per column per batch (:func:`feeds`).
+        batcher makes one array per column per batch (:meth:`RequestSchema.batch_inputs`).
         """
         if self.numeric:
             return self._numbers(values, where)
@@ -209,7 +209,7 @@ class Rows(NamedTuple):
 
     Row-major because the common request is one row: a row's numbers are one tuple, checked
     by a handful of C-level calls, and the batcher turns the tuples of a whole batch into one
-    ``[N, k]`` float32 matrix with a single ``np.array`` call (:meth:`RequestSchema.feeds`).
+    ``[N, k]`` float32 matrix with a single ``np.fromiter`` call (:meth:`RequestSchema.batch_inputs`).
     """
 
     numbers: list[tuple[Any, ...]]
@@ -401,12 +401,9 @@ class RequestSchema:
         )
         return Rows(numbers, texts, count)
 
-    def feeds(self, batch: Sequence[Rows]) -> dict[str, Array]:
-        """One ``[N, 1]`` array per column for the whole batch (float32 or strings)."""
-        return self.batch_inputs(batch)[0]
-
     def batch_inputs(self, batch: Sequence[Rows]) -> tuple[dict[str, Array], Array | None]:
-        """:meth:`feeds`, and the ``[N, k]`` float32 matrix of the numeric columns (if any).
+        """The feeds, one ``[N, 1]`` array per column for the whole batch (float32 or strings),
+        and the ``[N, k]`` float32 matrix of the numeric columns (if any).
 
         The numbers go into one matrix (one ``np.fromiter`` call over the rows' tuples) whose
         transposed copy holds each column contiguously, so every numeric feed is a view.
