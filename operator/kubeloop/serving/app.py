@@ -461,10 +461,7 @@ class ServingApp:
         )
 
     def _predict_answer(self, rows: Rows, result: Outputs, request_id: str) -> bytes:
-        # _remember, inline (the hot path)
-        self.memory.remember(request_id, result[0])
-        if self.prediction_log is not None:
-            self.prediction_log.offer((request_id, time.time(), rows, result))
+        self._remember(request_id, rows, result)
         predictions: list[Any]
         if self._labels:
             labels, probabilities = result
