@@ -425,9 +425,9 @@ class ServeMetrics(Collector):
 
 def _joined(arrays: list[Array]) -> list[Any]:
     """The values of ``arrays`` in order, as one list of Python objects."""
-    if len(arrays) == 1:
-        return list(arrays[0].ravel().tolist())
-    return list(np.concatenate([array.ravel() for array in arrays]).tolist())
+    joined = arrays[0] if len(arrays) == 1 else np.concatenate([array.ravel() for array in arrays])
+    values: list[Any] = joined.ravel().tolist()
+    return values
 
 
 def _gauge(name: str, doc: str, base: list[str], value: float) -> GaugeMetricFamily:
