@@ -319,6 +319,8 @@ class _Machine:
         self.phase: DeploymentPhase = self.status.phase
         self.progressing: tuple[ConditionStatus, str, str] = ("False", "Idle", "")
         self.degraded: tuple[ConditionStatus, str, str] = ("False", "AsExpected", "")
+        # A first version just became stable: finish() says "Serving" once the router is ready.
+        self.first_served = False
         # previous versions still inside their delay: version -> scale-down time
         self.previous: dict[str, str] = {
             v.version: v.scale_down_at
@@ -554,8 +556,7 @@ class _Machine:
             self.phase = "Healthy"
             self.progressing = ("False", "RolloutComplete", f"{desired} serves all traffic")
             status.message = f"{desired} serves all traffic"
-            if self.router_ready():  # else when the router is (see finish)
-                self.event("Normal", "Serving", f"{desired} is ready and serves all traffic")
+            self.first_served = True
             return
         if status.candidate_version != desired:
             status.candidate_version = desired
@@ -834,11 +835,12 @@ class _Machine:
         router = self.inputs.router
         router_ready = self.router_ready()
         waited = condition(status.conditions, "Progressing")
+        # "Serving" when the endpoint can first answer: a first version whose router is ready,
+        # or the end of a wait for the router (the status said WaitingForRouter until now).
         if (
             self.phase == "Healthy"
             and router_ready
-            and waited
-            and waited.reason == "WaitingForRouter"
+            and (self.first_served or (waited and waited.reason == "WaitingForRouter"))
         ):
             self.event("Normal", "Serving", f"{stable} is ready and serves all traffic")
         if self.phase == "Healthy" and not router_ready:
