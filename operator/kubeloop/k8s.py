@@ -19,6 +19,7 @@ from kubeloop import API_GROUP, API_VERSION
 _CONFLICT = 409
 _NOT_FOUND = 404
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 # Server-side apply: one field manager for everything the operator owns, so a second apply
 # of the same desired object is a no-op and fields set by others (an HPA's replicas) survive.
 FIELD_MANAGER = "kubeloop-operator"
@@ -120,6 +121,34 @@ class KubernetesAdapter:
             self._call("DELETE", f"{path}/{name}", body={"propagationPolicy": "Background"})
         except ApiException as error:
             if error.status == _NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The coordination.k8s.io Lease (leader election), or None when there is none."""
+        try:
+            return self._call("GET", f"{_LEASES.format(namespace=namespace)}/{name}")
+        except ApiException as error:
+            if error.status == _NOT_FOUND:
+                return None
+            raise
+
+    def write_lease(self, lease: dict[str, Any]) -> bool:
+        """Create ``lease``, or replace it when it carries a resourceVersion.
+
+        False when another writer got there first (409: the name is taken, or the
+        resourceVersion is stale), which in leader election means "not this time".
+        """
+        meta = lease["metadata"]
+        path = _LEASES.format(namespace=meta["namespace"])
+        try:
+            if meta.get("resourceVersion"):
+                self._call("PUT", f"{path}/{meta['name']}", body=lease)
+            else:
+                self._call("POST", path, body=lease)
+        except ApiException as error:
+            if error.status == _CONFLICT:
                 return False
             raise
         return True

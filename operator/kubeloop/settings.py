@@ -7,7 +7,10 @@ environment themselves.
 
 from __future__ import annotations
 
-from pydantic import Field
+import socket
+import uuid
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubeloop.resources.common import WorkloadSettings
@@ -57,6 +60,39 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of /metrics; 0 turns it off."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address /metrics listens on (0.0.0.0 in a pod, for Prometheus and probes).",
+    )
+    leader_election: bool = Field(
+        default=False,
+        description="Run the controllers only while holding a Lease (needed for 2+ replicas).",
+    )
+    leader_election_namespace: str | None = Field(
+        default=None, description="Namespace of the Lease (the operator's own, in a pod)."
+    )
+    leader_election_lease: str = Field(
+        default="kubeloop-operator", description="Name of the Lease the replicas compete for."
+    )
+    leader_election_identity: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        description="This replica's name in the Lease (pod name plus a random suffix).",
+    )
+    leader_election_lease_seconds: int = Field(
+        default=15,
+        ge=3,
+        le=300,
+        description="How long a standby waits for an unrenewed Lease before taking it.",
+    )
+
+    @model_validator(mode="after")
+    def _lease_needs_a_namespace(self) -> OperatorSettings:
+        if self.leader_election and not self.leader_election_namespace:
+            raise ValueError(
+                "KUBELOOP_LEADER_ELECTION is on but KUBELOOP_LEADER_ELECTION_NAMESPACE is not "
+                "set (the namespace of the Lease, normally the operator pod's own)"
+            )
+        return self
 
     def workloads(self) -> WorkloadSettings:
         """What the builders need to make workload pods."""

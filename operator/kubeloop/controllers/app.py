@@ -1,13 +1,16 @@
 """``kubeloop operator``: configure Kopf, register the controllers, serve /metrics, run.
 
 Kopf keeps its progress and diff-base in annotations under ``kubeloop.io`` (never in status,
-which belongs to the API). The operator runs standalone (no peering objects needed); more
-than one replica needs leader election, which a later milestone adds with the Helm chart.
+which belongs to the API). Kopf runs standalone (no peering objects): with
+``KUBELOOP_LEADER_ELECTION`` on, a replica starts it only once it holds the Lease
+(``leader.py``), so any number of replicas can run and exactly one acts.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -17,6 +20,8 @@ from pydantic import ValidationError
 
 from kubeloop import API_GROUP
 from kubeloop.controllers import admission, dataset, deployment, metrics, modelversion, trainingrun
+from kubeloop.controllers.leader import LeaderElector, LeaseTimings
+from kubeloop.controllers.webhook_cert import make_webhook_certificate
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.settings import OperatorSettings
 from kubeloop.storage import ObjectStore, S3Settings
@@ -42,6 +47,41 @@ def _object_store() -> ObjectStore | None:
         return None
 
 
+def _webhook_server(settings: OperatorSettings, host: str) -> kopf.WebhookServer:
+    """The admission webhook server at ``host``, with the configured certificate or one made now."""
+    if settings.webhook_certfile and settings.webhook_keyfile:
+        certfile, keyfile = settings.webhook_certfile, settings.webhook_keyfile
+        cafile = settings.webhook_cafile
+    else:
+        made = make_webhook_certificate(host, Path(tempfile.mkdtemp(prefix="kubeloop-webhook-")))
+        certfile, keyfile, cafile = str(made.certfile), str(made.keyfile), str(made.cafile)
+    return kopf.WebhookServer(
+        addr=host,
+        port=settings.webhook_port,
+        host=host,
+        certfile=certfile,
+        pkeyfile=keyfile,
+        cafile=cafile,
+    )
+
+
+def _elected(settings: OperatorSettings, adapter: KubernetesAdapter) -> LeaderElector | None:
+    """The Lease held for this replica, or None when leader election is off."""
+    namespace = settings.leader_election_namespace  # set whenever election is on (settings)
+    if not settings.leader_election or namespace is None:
+        return None
+    elector = LeaderElector(
+        adapter,
+        namespace=namespace,
+        name=settings.leader_election_lease,
+        identity=settings.leader_election_identity,
+        timings=LeaseTimings.for_duration(settings.leader_election_lease_seconds),
+    )
+    elector.acquire()
+    elector.start_renewing()
+    return elector
+
+
 def run(settings: OperatorSettings) -> int:
     """Run the operator until it is stopped."""
     logging.basicConfig(
@@ -61,13 +101,8 @@ def run(settings: OperatorSettings) -> int:
         settings.watching.server_timeout = 300
         if operator_settings.webhook_host:
             # The API server calls us directly; Kopf keeps the webhook configurations in step.
-            settings.admission.server = kopf.WebhookServer(
-                addr=operator_settings.webhook_host,
-                port=operator_settings.webhook_port,
-                host=operator_settings.webhook_host,
-                certfile=operator_settings.webhook_certfile,
-                pkeyfile=operator_settings.webhook_keyfile,
-                cafile=operator_settings.webhook_cafile,
+            settings.admission.server = _webhook_server(
+                operator_settings, operator_settings.webhook_host
             )
             settings.admission.managed = API_GROUP
 
@@ -85,12 +120,19 @@ def run(settings: OperatorSettings) -> int:
             "KUBELOOP_WEBHOOK_HOST is not set: stage rules are not enforced at admission"
         )
     if settings.metrics_port:
+        # Before the election: a standby is alive too (its probes and metrics answer).
         start_http_server(
-            settings.metrics_port, addr="127.0.0.1", registry=operator_metrics.registry
+            settings.metrics_port, addr=settings.metrics_host, registry=operator_metrics.registry
         )
-    kopf.run(
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-    )
+    elector = _elected(settings, adapter)
+    operator_metrics.leader.set(1)
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+        )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0

@@ -50,6 +50,11 @@ class OperatorMetrics:
             ["kind", "phase"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "kubeloop_operator_leader",
+            "1 while this replica runs the controllers (holds the Lease, or no election), else 0.",
+            registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
 
     def instrumented(self, kind: str) -> Callable[[F], F]:
