@@ -131,6 +131,9 @@ def run(settings: OperatorSettings) -> int:
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
+            # Kopf would otherwise name itself after the user (getpass), which fails for a
+            # uid without a passwd entry, as 65532 in the image.
+            identity=settings.leader_election_identity,
         )
     finally:
         if elector is not None:
