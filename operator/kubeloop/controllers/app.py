@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -132,8 +132,9 @@ def run(settings: OperatorSettings) -> int:
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             # Kopf would otherwise name itself after the user (getpass), which fails for a
-            # uid without a passwd entry, as 65532 in the image.
-            identity=settings.leader_election_identity,
+            # uid without a passwd entry, as 65532 in the image. (Its parameter type is a
+            # NewType of str that kopf does not export.)
+            identity=cast(Any, settings.leader_election_identity),
         )
     finally:
         if elector is not None:

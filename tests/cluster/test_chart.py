@@ -1,0 +1,343 @@
+"""The Helm chart on the real cluster: what it renders, and the operator it installs.
+
+helm is built from its Go module (``build-helm.sh``). The rendered RBAC is checked against
+the kinds the adapter manages (no wildcards, nothing more than the code uses), the API server
+accepts every rendered object, and an installed release runs two operator pods on the process
+node under the chart's own ServiceAccount: one leads (the Lease, the leader gauge), it
+profiles a Dataset and enforces the registry's admission webhook from its pod IP, and when
+its pod is deleted the standby takes over and goes on reconciling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from tests.cluster.conftest import REPO, Kubectl, wait_until
+from tests.cluster.operator_fixtures import DATA_BUCKET
+
+from kubeloop import k8s
+from kubeloop.devenv.cluster import ClusterInfo
+from kubeloop.devenv.demo import iris_csv
+from kubeloop.devenv.runtime import ensure_runtime
+from kubeloop.devenv.seaweedfs import S3Endpoint
+from kubeloop.storage import ObjectStore, S3Uri
+
+pytestmark = pytest.mark.cluster
+
+CHART = REPO / "charts" / "kubeloop"
+RELEASE = "kl"
+OPERATOR = "kl-kubeloop-operator"  # the chart's name for a release called "kl"
+
+# What the code does with each kind of the adapter's table (kubeloop/k8s.py), hence the
+# verbs the chart must grant, and no more. A kind added to the table fails this test until
+# it is listed here and in the chart.
+CHILD = {"get", "list", "watch", "create", "patch", "delete"}
+NEEDED: dict[tuple[str, str], set[str]] = {
+    ("v1", "Service"): CHILD,
+    ("v1", "ServiceAccount"): CHILD,
+    ("apps/v1", "Deployment"): CHILD,
+    ("rbac.authorization.k8s.io/v1", "Role"): CHILD,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): CHILD,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): CHILD,
+    ("policy/v1", "PodDisruptionBudget"): CHILD,
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): CHILD,
+    ("v1", "Pod"): {"get", "list", "watch"},  # Job pods' messages, serving pods to scrape
+    ("v1", "ConfigMap"): {"get"},  # a blue-green smoke request set
+    ("discovery.k8s.io/v1", "EndpointSlice"): {"get", "list", "watch"},  # granted to routers
+}
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    built = subprocess.run(
+        ["bash", str(REPO / "tests" / "cluster" / "build-helm.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, f"building helm failed:\n{built.stderr}"
+    home = tmp_path_factory.mktemp("helm-home")
+    for variable in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        os.environ[variable] = str(home / variable.lower())
+    yield [built.stdout.strip().splitlines()[-1]]
+
+
+def _helm(helm: list[str], *args: str, timeout: float = 180) -> str:
+    result = subprocess.run(
+        [*helm, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def _render(helm: list[str], *values: str) -> list[dict[str, Any]]:
+    text = _helm(
+        helm, "template", RELEASE, str(CHART), "-n", "kubeloop-system", "--kube-version",
+        "1.37.2", *values,
+    )  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _plural(api_version: str, kind: str) -> tuple[str, str]:
+    group = api_version.rpartition("/")[0]
+    return group, k8s._PLURALS[(api_version, kind)]
+
+
+def _granted(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    verbs: set[str] = set()
+    for rule in rules:
+        if group in rule["apiGroups"] and resource in rule["resources"]:
+            verbs |= set(rule["verbs"])
+    return verbs
+
+
+def test_the_chart_lints_and_its_rbac_is_exactly_what_the_adapter_uses(helm: list[str]) -> None:
+    _helm(helm, "lint", "--strict", str(CHART))
+    objects = _render(helm)
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    operator_rules = by_name[("ClusterRole", OPERATOR)]["rules"]
+    for rule in (r for o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]):
+        for key in ("apiGroups", "resources", "verbs", "resourceNames"):
+            assert "*" not in rule.get(key, []), f"wildcard in {key}: {rule}"
+    assert set(NEEDED) == set(k8s._PLURALS), "the adapter's kinds changed: update NEEDED"
+    for (api_version, kind), verbs in NEEDED.items():
+        granted = _granted(operator_rules, *_plural(api_version, kind))
+        assert granted == verbs, f"{kind}: the chart grants {sorted(granted)}, needed {verbs}"
+    assert "secrets" not in {r for rule in operator_rules for r in rule["resources"]}
+    # The Lease: creation, then reads and renewals of that one name only.
+    lease_rules = by_name[("Role", f"{OPERATOR}-leader-election")]["rules"]
+    assert {"get", "update"} == _granted(
+        [r for r in lease_rules if r.get("resourceNames") == [OPERATOR]],
+        "coordination.k8s.io",
+        "leases",
+    )
+    # Whole cluster by default; RoleBindings in exactly the listed namespaces otherwise.
+    assert ("ClusterRoleBinding", OPERATOR) in by_name
+    scoped = _render(helm, "--set-json", 'watchNamespaces=["team-a","team-b"]')
+    bindings = [
+        o for o in scoped if o["kind"] == "RoleBinding" and o["metadata"]["name"] == OPERATOR
+    ]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert ("ClusterRoleBinding", OPERATOR) not in {
+        (o["kind"], o["metadata"]["name"]) for o in scoped
+    }
+
+
+def test_the_operator_pod_meets_pod_security_restricted_as_rendered(helm: list[str]) -> None:
+    deployment = next(o for o in _render(helm) if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert deployment["spec"]["replicas"] == 2
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KUBELOOP_LEADER_ELECTION"]["value"] == "true"
+    assert env["KUBELOOP_WEBHOOK_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_two_replicas_without_leader_election_are_refused_at_render(helm: list[str]) -> None:
+    result = subprocess.run(
+        [*helm, "template", RELEASE, str(CHART), "--set", "leaderElection.enabled=false"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "replicas > 1 needs leaderElection.enabled" in result.stderr
+
+
+def test_the_api_server_accepts_every_rendered_object(
+    helm: list[str], kubectl: Kubectl, crds_installed: None, namespace: str
+) -> None:
+    text = _helm(helm, "template", RELEASE, str(CHART), "-n", namespace)
+    result = kubectl.run("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/kl-kubeloop-operator created (server dry run)" in result.stdout
+
+
+def _metrics_gauge(pod_ip: str) -> float:
+    with urllib.request.urlopen(f"http://{pod_ip}:8080/metrics", timeout=5) as response:
+        text = response.read().decode()
+    line = next(x for x in text.splitlines() if x.startswith("kubeloop_operator_leader "))
+    return float(line.split()[1])
+
+
+def _holder(kubectl: Kubectl, namespace: str) -> str:
+    result = kubectl.run(
+        "get", "lease", OPERATOR, "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}"
+    )
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _pods(kubectl: Kubectl, namespace: str) -> dict[str, dict[str, Any]]:
+    listed = kubectl.json(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
+    )["items"]
+    return {p["metadata"]["name"]: p for p in listed if not p["metadata"].get("deletionTimestamp")}
+
+
+def _dataset(name: str, uri: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "kubeloop.io/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": name},
+            "spec": {"source": {"uri": uri}, "target": "species"},
+        }
+    )
+
+
+def _phase(kubectl: Kubectl, namespace: str, plural: str, name: str) -> str:
+    body = kubectl.json("get", plural, name, "-n", namespace)
+    return str((body.get("status") or {}).get("phase") or "")
+
+
+@pytest.fixture(scope="module")
+def release(
+    helm: list[str],
+    kubectl: Kubectl,
+    cluster: ClusterInfo,
+    crds_installed: None,
+    s3: S3Endpoint,
+) -> Iterator[tuple[str, str]]:
+    """The chart installed in its own namespace, watching one other namespace."""
+    suffix = uuid.uuid4().hex[:6]
+    system, work = f"t-chart-sys-{suffix}", f"t-chart-work-{suffix}"
+    for namespace in (system, work):
+        kubectl.ok("create", "namespace", namespace)
+        kubectl.ok("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    keys = {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}
+    for namespace, name in ((work, "kubeloop-s3"), (system, "operator-s3")):
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": keys,
+        }
+        kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
+    kubeloop = str(ensure_runtime())
+    _helm(
+        helm, "install", RELEASE, str(CHART), "-n", system, "--wait", "--timeout", "120s",
+        "--set-json", f"command={json.dumps([kubeloop])}",
+        "--set-json", f"watchNamespaces={json.dumps([work])}",
+        "--set", "leaderElection.leaseSeconds=6",
+        "--set", f"workload.s3Endpoint={s3.url}",
+        "--set", f"s3.endpoint={s3.url}",
+        "--set", f"s3.bucket={s3.bucket}",
+        "--set", "s3.existingSecret=operator-s3",
+        timeout=240,
+    )  # fmt: skip
+    yield system, work
+    # While the operator runs, so its finalizers come off.
+    kubectl.run("delete", "modelversions,datasets", "--all", "-n", work, "--timeout=60s")
+    _helm(helm, "uninstall", RELEASE, "-n", system, "--wait", "--timeout", "60s")
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        kubectl.run("delete", kind, "kubeloop.io", "--ignore-not-found")
+    kubectl.run("delete", "namespace", system, work, "--wait=false")
+
+
+def test_the_installed_operator_leads_once_reconciles_enforces_webhooks_and_fails_over(
+    kubectl: Kubectl, release: tuple[str, str], s3: S3Endpoint
+) -> None:
+    system, work = release
+    uri = f"s3://{DATA_BUCKET}/chart/iris.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.ensure_bucket(DATA_BUCKET)
+        store.upload(iris_csv(), S3Uri.parse(uri), content_type="text/csv")
+
+    # One leader of two Running pods, and the gauges agree with the Lease.
+    holder = wait_until(lambda: _holder(kubectl, system), timeout=60, what="a Lease holder")
+    pods = _pods(kubectl, system)
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods.values())
+    leader = holder.rpartition("_")[0]
+    assert leader in pods, f"the Lease names {holder}, not one of {sorted(pods)}"
+    gauges = {name: _metrics_gauge(p["status"]["podIP"]) for name, p in pods.items()}
+    assert gauges == {name: (1.0 if name == leader else 0.0) for name in pods}
+
+    # The chart's ServiceAccount: the adapter's verbs in the watched namespace, nothing
+    # elsewhere, and no Secrets anywhere.
+    account = f"--as=system:serviceaccount:{system}:{OPERATOR}"
+    for (api_version, kind), verbs in NEEDED.items():
+        group, plural = _plural(api_version, kind)
+        resource = f"{plural}.{group}" if group else plural
+        for verb in verbs:
+            assert kubectl.run("auth", "can-i", verb, resource, "-n", work, account).returncode == 0
+        assert kubectl.run("auth", "can-i", "list", resource, "-n", "default", account).returncode
+    for namespace in (work, system):
+        assert kubectl.run("auth", "can-i", "get", "secrets", "-n", namespace, account).returncode
+
+    # The leader profiles a Dataset with a Job on the node, under the chart's RBAC only.
+    kubectl.ok("apply", "-n", work, "-f", "-", stdin=_dataset("iris", uri))
+    wait_until(
+        lambda: _phase(kubectl, work, "datasets", "iris") == "Ready",
+        timeout=180,
+        what="Dataset iris Ready",
+    )
+
+    # The registry's stage rule, answered by the leader's webhook at its pod IP.
+    version = yaml.safe_load((REPO / "examples" / "modelversion-iris-v1.yaml").read_text())
+    version["spec"]["gates"]["thresholds"] = [{"metric": "accuracy", "min": 0.99}]
+    kubectl.ok("apply", "-n", work, "-f", "-", stdin=yaml.safe_dump(version))
+    wait_until(
+        lambda: _phase(kubectl, work, "modelversions", "iris-v1") == "Rejected",
+        timeout=60,
+        what="ModelVersion iris-v1 Rejected by its gate",
+    )
+    promoted = kubectl.run(
+        "patch", "modelversion", "iris-v1", "-n", work, "--type=merge",
+        "-p", json.dumps({"spec": {"stage": "Production"}}),
+    )  # fmt: skip
+    assert promoted.returncode != 0
+    assert "is Rejected, not Validated" in promoted.stderr
+    url = kubectl.ok(
+        "get", "validatingwebhookconfiguration", "kubeloop.io",
+        "-o", "jsonpath={.webhooks[0].clientConfig.url}",
+    )  # fmt: skip
+    assert url.startswith(f"https://{pods[leader]['status']['podIP']}:")
+
+    # The leader's pod goes away: it gives the Lease up and the standby takes over at once.
+    started = time.monotonic()
+    kubectl.ok("delete", "pod", leader, "-n", system, "--wait=false")
+    successor = wait_until(
+        lambda: (h := _holder(kubectl, system)) and not h.startswith(leader) and h,
+        timeout=30,
+        what="the standby to take the Lease",
+    )
+    taken_over = time.monotonic() - started
+    assert taken_over < 6, f"takeover took {taken_over:.1f} s: the Lease was not given up"
+    new_leader = successor.rpartition("_")[0]
+    assert new_leader in pods and new_leader != leader
+    # ... and goes on reconciling, with the webhook following it.
+    kubectl.ok("apply", "-n", work, "-f", "-", stdin=_dataset("iris-again", uri))
+    wait_until(
+        lambda: _phase(kubectl, work, "datasets", "iris-again") == "Ready",
+        timeout=180,
+        what="Dataset iris-again Ready after the failover",
+    )
+    wait_until(
+        lambda: kubectl.ok(
+            "get", "validatingwebhookconfiguration", "kubeloop.io",
+            "-o", "jsonpath={.webhooks[0].clientConfig.url}",
+        ).startswith(f"https://{pods[new_leader]['status']['podIP']}:"),
+        timeout=30,
+        what="the webhook configuration to point at the new leader",
+    )  # fmt: skip
+
+    # Nothing was refused to the operator on the way.
+    for name in _pods(kubectl, system):
+        log = kubectl.ok("logs", "-n", system, name)
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]
