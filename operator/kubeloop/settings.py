@@ -52,7 +52,10 @@ class OperatorSettings(BaseSettings):
     webhook_port: int = Field(
         default=9443, ge=1, le=65535, description="Port of the webhook server."
     )
-    webhook_certfile: str | None = Field(default=None, description="Serving certificate (PEM).")
+    webhook_certfile: str | None = Field(
+        default=None,
+        description="Serving certificate (PEM); unset: the operator makes a CA and one at start.",
+    )
     webhook_keyfile: str | None = Field(default=None, description="Its private key (PEM).")
     webhook_cafile: str | None = Field(
         default=None, description="CA that signed the certificate (the API server's caBundle)."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +226,13 @@ def test_leader_election_without_a_namespace_is_refused_naming_the_variable() ->
         OperatorSettings(leader_election=True)
     settings = OperatorSettings(leader_election=True, leader_election_namespace="ops")
     assert settings.leader_election_identity != OperatorSettings().leader_election_identity
+
+
+def test_every_operator_setting_is_documented() -> None:
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
+    missing = [
+        f"KUBELOOP_{name.upper()}"
+        for name in OperatorSettings.model_fields
+        if f"`KUBELOOP_{name.upper()}`" not in documented
+    ]
+    assert not missing, f"docs/operator.md does not describe {missing}"
