@@ -11,17 +11,17 @@ written once and reused, so ``cluster-up`` twice keeps the same identities.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from kubeloop.certificates import PrivateKey, cert_pem, issue, key_pem, make_ca
 
 _VALIDITY = datetime.timedelta(days=365)
-_PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,7 @@ def _write_private(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _key_pem(key: _PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _load_key(path: Path) -> _PrivateKey:
+def _load_key(path: Path) -> PrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise TypeError(f"{path}: unexpected key type {type(key).__name__}")
@@ -74,36 +66,9 @@ class ClusterPKI:
         """Create the CA unless it exists."""
         if self.ca.cert.exists() and self.ca.key.exists():
             return self.ca
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubeloop-local-ca")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY * 10)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
-        _write_private(self.ca.key, _key_pem(key))
-        self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key, cert = make_ca("kubeloop-local-ca", _VALIDITY * 10)
+        _write_private(self.ca.key, key_pem(key))
+        self.ca.cert.write_bytes(cert_pem(cert))
         return self.ca
 
     def _issue(
@@ -120,31 +85,18 @@ class ClusterPKI:
         if pair.cert.exists() and pair.key.exists():
             return pair
         self.ensure_ca()
-        ca_key = _load_key(self.ca.key)
-        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [
-            ExtendedKeyUsageOID.CLIENT_AUTH
-        ] * client
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        key, cert = issue(
+            _load_key(self.ca.key),
+            x509.load_pem_x509_certificate(self.ca.cert.read_bytes()),
+            subject,
+            validity=_VALIDITY,
+            server=server,
+            client=client,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
         )
-        if dns_names or ip_addresses:
-            names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
-            names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        _write_private(pair.key, _key_pem(key))
-        pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(pair.key, key_pem(key))
+        pair.cert.write_bytes(cert_pem(cert))
         return pair
 
     def serving(
@@ -174,7 +126,7 @@ class ClusterPKI:
         if pair.cert.exists() and pair.key.exists():
             return pair
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(pair.key, _key_pem(key))
+        _write_private(pair.key, key_pem(key))
         pair.cert.write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
