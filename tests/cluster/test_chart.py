@@ -167,6 +167,9 @@ def test_the_api_server_accepts_every_rendered_object(
     result = kubectl.run("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/kl-kubeloop-operator created (server dry run)" in result.stdout
+    assert (
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/kubeloop.io" in result.stdout
+    )
 
 
 def _metrics_gauge(pod_ip: str) -> float:
@@ -250,6 +253,9 @@ def release(
         }
         kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
     kubeloop = str(ensure_runtime())
+    # The chart owns the webhook configurations; an operator of another test may have left its own.
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        kubectl.run("delete", kind, "kubeloop.io", "--ignore-not-found")
     _helm(
         helm, "install", RELEASE, str(CHART), "-n", system, "--wait", "--timeout", "120s",
         "--set-json", f"command={json.dumps([kubeloop])}",
@@ -265,9 +271,11 @@ def release(
     # While the operator runs, so its finalizers come off.
     kubectl.run("delete", "modelversions,datasets", "--all", "-n", work, "--timeout=60s")
     _helm(helm, "uninstall", RELEASE, "-n", system, "--wait", "--timeout", "60s")
-    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        kubectl.run("delete", kind, "kubeloop.io", "--ignore-not-found")
     kubectl.run("delete", "namespace", system, work, "--wait=false")
+    # Nothing is left behind that would refuse later ModelVersion changes.
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        left = kubectl.run("get", kind, "kubeloop.io")
+        assert left.returncode != 0 and "NotFound" in left.stderr, f"{kind} left after uninstall"
 
 
 def test_the_installed_operator_leads_once_reconciles_enforces_webhooks_and_fails_over(
