@@ -4,14 +4,16 @@ helm is built from its Go module (``build-helm.sh``). The rendered RBAC is check
 the kinds the adapter manages (no wildcards, nothing more than the code uses), the API server
 accepts every rendered object, and an installed release runs two operator pods on the process
 node under the chart's own ServiceAccount: one leads (the Lease, the leader gauge), it
-profiles a Dataset and enforces the registry's admission webhook from its pod IP, and when
-its pod is deleted the standby takes over and goes on reconciling.
+profiles a Dataset and enforces the registry's admission webhook from its pod IP; when its pod
+is deleted the standby takes over at once and goes on reconciling, and when a leader is
+killed outright its Lease changes hands only after a whole lease duration.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -199,6 +201,23 @@ def _allowed(
     return bool(answer["status"].get("allowed"))
 
 
+def _operator_pid(pod: str) -> int:
+    """The host PID of ``pod``'s operator (the process node runs it on this host)."""
+    listed = subprocess.run(
+        ["pgrep", "-f", "kubeloop operator"], capture_output=True, text=True, check=False
+    )
+    for pid in listed.stdout.split():
+        hostname = subprocess.run(
+            ["nsenter", "--target", pid, "--uts", "hostname"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if hostname.stdout.strip() == pod:
+            return int(pid)
+    raise AssertionError(f"no operator process runs with the host name {pod}")
+
+
 def _holder(kubectl: Kubectl, namespace: str) -> str:
     result = kubectl.run(
         "get", "lease", OPERATOR, "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}"
@@ -271,6 +290,12 @@ def release(
     # While the operator runs, so its finalizers come off.
     kubectl.run("delete", "modelversions,datasets", "--all", "-n", work, "--timeout=60s")
     _helm(helm, "uninstall", RELEASE, "-n", system, "--wait", "--timeout", "60s")
+    # Until its pods are gone, a stopping leader may still empty the kubeloop.io webhooks
+    # (Kopf's cleanup), which would be the next module's operator's by then.
+    kubectl.ok(
+        "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=operator",
+        "-n", system, "--timeout=60s",
+    )  # fmt: skip
     kubectl.run("delete", "namespace", system, work, "--wait=false")
     # Nothing is left behind that would refuse later ModelVersion changes.
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
@@ -365,6 +390,24 @@ def test_the_installed_operator_leads_once_reconciles_enforces_webhooks_and_fail
         timeout=30,
         what="the webhook configuration to point at the new leader",
     )  # fmt: skip
+
+    # A leader that dies without a word (SIGKILL: no release) keeps the Lease for a whole
+    # duration (6 s here): nobody takes it early, and then a standby does.
+    dead = new_leader
+    killed_holder = _holder(kubectl, system)
+    os.kill(_operator_pid(dead), signal.SIGKILL)
+    killed_at = time.monotonic()
+    successor = wait_until(
+        lambda: (h := _holder(kubectl, system)) != killed_holder and h,
+        timeout=30,
+        interval=0.2,
+        what="a standby to take the Lease of the killed leader",
+    )
+    waited = time.monotonic() - killed_at
+    # At the earliest: the last renewal (up to one 0.8 s retry period before the kill) plus
+    # the 6 s a standby watches it unchanged.
+    assert 4.5 <= waited < 15, f"the Lease changed hands {waited:.1f} s after the kill"
+    assert successor.rpartition("_")[0] in _pods(kubectl, system)  # one of the live pods
 
     # Nothing was refused to the operator on the way.
     for name in _pods(kubectl, system):
