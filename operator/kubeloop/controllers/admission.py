@@ -28,7 +28,12 @@ def _stage(body: Any) -> str:
 def register() -> None:
     """Register the ModelVersion admission handlers with Kopf."""
 
-    @kopf.on.validate(API_GROUP, API_VERSION, PLURAL, operations=["UPDATE"], id="stage-rules")
+    # persistent: an operator that stops leaves the webhooks in place (fail closed), so while
+    # a new leader takes over, a promotion is refused with the webhook's error instead of
+    # slipping through unchecked; the new leader points them at itself.
+    @kopf.on.validate(
+        API_GROUP, API_VERSION, PLURAL, operations=["UPDATE"], id="stage-rules", persistent=True
+    )
     def check_stage(body: kopf.Body, **kwargs: Any) -> None:
         before, after = _stage(kwargs.get("old")), _stage(kwargs.get("new"))
         if before == after or after != "Production":
@@ -43,7 +48,9 @@ def register() -> None:
                 code=422,
             )
 
-    @kopf.on.mutate(API_GROUP, API_VERSION, PLURAL, operations=["UPDATE"], id="stage-user")
+    @kopf.on.mutate(
+        API_GROUP, API_VERSION, PLURAL, operations=["UPDATE"], id="stage-user", persistent=True
+    )
     def record_stage_user(patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         if _stage(kwargs.get("old")) != _stage(kwargs.get("new")):
             patch.metadata.setdefault("annotations", {})[CHANGED_BY] = str(
