@@ -89,6 +89,15 @@ class OperatorSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _certificate_needs_its_key(self) -> OperatorSettings:
+        if bool(self.webhook_certfile) != bool(self.webhook_keyfile):
+            raise ValueError(
+                "KUBELOOP_WEBHOOK_CERTFILE and KUBELOOP_WEBHOOK_KEYFILE go together: set both, "
+                "or neither to have the operator make its own certificate"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _lease_needs_a_namespace(self) -> OperatorSettings:
         if self.leader_election and not self.leader_election_namespace:
             raise ValueError(

@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from kubeloop.controllers.webhook_cert import make_webhook_certificate
+from kubeloop.settings import OperatorSettings
 
 
 @pytest.mark.parametrize(
@@ -44,3 +45,9 @@ def test_each_start_makes_a_new_ca(tmp_path: Path) -> None:
     first = make_webhook_certificate("10.0.0.1", tmp_path / "a")
     second = make_webhook_certificate("10.0.0.1", tmp_path / "b")
     assert first.cafile.read_bytes() != second.cafile.read_bytes()
+
+
+def test_a_certificate_without_its_key_is_refused_naming_both_variables() -> None:
+    with pytest.raises(ValueError, match="KUBELOOP_WEBHOOK_CERTFILE and KUBELOOP_WEBHOOK_KEYFILE"):
+        OperatorSettings(webhook_host="10.0.0.1", webhook_certfile="/tls/tls.crt")
+    assert OperatorSettings(webhook_host="10.0.0.1").webhook_certfile is None
