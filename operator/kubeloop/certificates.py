@@ -1,4 +1,4 @@
-"""X.509 building blocks: a CA, and certificates it issues. No files, no state.
+"""X.509 building blocks: a CA, certificates it issues, and owner-only key files.
 
 Two places need them: the local cluster's PKI (``devenv/pki.py``: the API server, the node,
 client identities) and the operator's own admission webhook certificate
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,6 +101,14 @@ def key_pem(key: PrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def write_key(path: Path, key: PrivateKey) -> None:
+    """Write ``key`` (PEM) to ``path``, readable by its owner only from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)  # a file that existed keeps its old mode through touch
+    path.write_bytes(key_pem(key))
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:

@@ -15,7 +15,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeloop.certificates import cert_pem, common_name, issue, key_pem, make_ca
+from kubeloop.certificates import cert_pem, common_name, issue, make_ca, write_key
 
 _VALIDITY = datetime.timedelta(days=365)
 
@@ -40,6 +40,7 @@ def _is_ip(host: str) -> bool:
 def make_webhook_certificate(host: str, directory: Path) -> WebhookCertificate:
     """A fresh CA and a certificate for ``host`` (an IP or a DNS name), written to ``directory``."""
     ca_key, ca = make_ca("kubeloop-operator-webhook-ca", _VALIDITY, path_length=0)
+    by_ip = _is_ip(host)
     key, cert = issue(
         ca_key,
         ca,
@@ -47,8 +48,8 @@ def make_webhook_certificate(host: str, directory: Path) -> WebhookCertificate:
         validity=_VALIDITY,
         server=True,
         client=False,
-        dns_names=() if _is_ip(host) else (host,),
-        ip_addresses=(host,) if _is_ip(host) else (),
+        dns_names=() if by_ip else (host,),
+        ip_addresses=(host,) if by_ip else (),
     )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths = WebhookCertificate(
@@ -56,6 +57,5 @@ def make_webhook_certificate(host: str, directory: Path) -> WebhookCertificate:
     )
     paths.certfile.write_bytes(cert_pem(cert))
     paths.cafile.write_bytes(cert_pem(ca))
-    paths.keyfile.touch(mode=0o600)
-    paths.keyfile.write_bytes(key_pem(key))
+    write_key(paths.keyfile, key)
     return paths

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from kubeloop.certificates import PrivateKey, cert_pem, issue, key_pem, make_ca
+from kubeloop.certificates import PrivateKey, cert_pem, issue, make_ca, write_key
 
 _VALIDITY = datetime.timedelta(days=365)
 
@@ -41,13 +41,6 @@ class ClientIdentity:
     organization: str | None = None
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_bytes(data)
-
-
 def _load_key(path: Path) -> PrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -67,7 +60,7 @@ class ClusterPKI:
         if self.ca.cert.exists() and self.ca.key.exists():
             return self.ca
         key, cert = make_ca("kubeloop-local-ca", _VALIDITY * 10)
-        _write_private(self.ca.key, key_pem(key))
+        write_key(self.ca.key, key)
         self.ca.cert.write_bytes(cert_pem(cert))
         return self.ca
 
@@ -95,7 +88,7 @@ class ClusterPKI:
             dns_names=dns_names,
             ip_addresses=ip_addresses,
         )
-        _write_private(pair.key, key_pem(key))
+        write_key(pair.key, key)
         pair.cert.write_bytes(cert_pem(cert))
         return pair
 
@@ -126,7 +119,7 @@ class ClusterPKI:
         if pair.cert.exists() and pair.key.exists():
             return pair
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(pair.key, key_pem(key))
+        write_key(pair.key, key)
         pair.cert.write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
