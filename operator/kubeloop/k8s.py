@@ -19,13 +19,13 @@ from kubeloop import API_GROUP, API_VERSION
 _CONFLICT = 409
 _NOT_FOUND = 404
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 # Server-side apply: one field manager for everything the operator owns, so a second apply
 # of the same desired object is a no-op and fields set by others (an HPA's replicas) survive.
 FIELD_MANAGER = "kubeloop-operator"
 
-# The kinds the Deployment controller manages: apiVersion/kind -> URL path segment (plural).
-# A table rather than discovery: the operator only ever touches these, and RBAC lists them.
+# The kinds the adapter addresses by path: apiVersion/kind -> URL path segment (plural). The
+# Deployment controller's children and what it reads, and leader election's Lease. A table
+# rather than discovery: the operator only ever touches these, and RBAC lists them.
 _PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "services",
     ("v1", "ServiceAccount"): "serviceaccounts",
@@ -38,6 +38,7 @@ _PLURALS: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproutes",
+    ("coordination.k8s.io/v1", "Lease"): "leases",
 }
 
 
@@ -125,15 +126,6 @@ class KubernetesAdapter:
             raise
         return True
 
-    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The coordination.k8s.io Lease (leader election), or None when there is none."""
-        try:
-            return self._call("GET", f"{_LEASES.format(namespace=namespace)}/{name}")
-        except ApiException as error:
-            if error.status == _NOT_FOUND:
-                return None
-            raise
-
     def write_lease(self, lease: dict[str, Any]) -> bool:
         """Create ``lease``, or replace it when it carries a resourceVersion.
 
@@ -141,7 +133,7 @@ class KubernetesAdapter:
         resourceVersion is stale), which in leader election means "not this time".
         """
         meta = lease["metadata"]
-        path = _LEASES.format(namespace=meta["namespace"])
+        path = _collection_path(lease["apiVersion"], lease["kind"], meta["namespace"])
         try:
             if meta.get("resourceVersion"):
                 self._call("PUT", f"{path}/{meta['name']}", body=lease)

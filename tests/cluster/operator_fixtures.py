@@ -86,6 +86,27 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def create_restricted_namespace(kubectl: Any, namespace: str) -> None:
+    """A namespace where Pod Security ``restricted`` is enforced, with its default ServiceAccount."""
+    kubectl.ok("create", "namespace", namespace)
+    kubectl.ok("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    deadline = time.monotonic() + 30
+    while kubectl.run("get", "serviceaccount", "default", "-n", namespace).returncode != 0:
+        assert time.monotonic() < deadline, f"no default ServiceAccount in {namespace} after 30 s"
+        time.sleep(0.5)
+
+
+def put_s3_secret(kubectl: Any, namespace: str, s3: S3Endpoint, name: str = "kubeloop-s3") -> None:
+    """The S3 keys as a Secret (accessKey, secretKey), as workloads and the chart read them."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()},
+    }
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
+
+
 @pytest.fixture(scope="module")
 def operator_namespace(
     cluster: ClusterInfo,
@@ -95,19 +116,8 @@ def operator_namespace(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     namespace = f"t-operator-{uuid.uuid4().hex[:6]}"
-    kubectl.ok("create", "namespace", namespace)
-    kubectl.ok("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "kubeloop-s3"},
-        "stringData": {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()},
-    }
-    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
-    deadline = time.monotonic() + 30
-    while kubectl.run("get", "serviceaccount", "default", "-n", namespace).returncode != 0:
-        assert time.monotonic() < deadline, f"no default ServiceAccount in {namespace} after 30 s"
-        time.sleep(0.5)
+    create_restricted_namespace(kubectl, namespace)
+    put_s3_secret(kubectl, namespace, s3)
     kubeloop = ensure_runtime()
     metrics_port = _free_port()
     # The API server calls the operator's admission webhooks on the bridge, with a serving

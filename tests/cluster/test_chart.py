@@ -19,13 +19,18 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from tests.cluster.conftest import REPO, Kubectl, wait_until
-from tests.cluster.operator_fixtures import DATA_BUCKET
+from tests.cluster.operator_fixtures import (
+    DATA_BUCKET,
+    create_restricted_namespace,
+    put_s3_secret,
+)
 
 from kubeloop import k8s
 from kubeloop.devenv.cluster import ClusterInfo
@@ -41,9 +46,9 @@ RELEASE = "kl"
 OPERATOR = "kl-kubeloop-operator"  # the chart's name for a release called "kl"
 
 # What the code does with each kind of the adapter's table (kubeloop/k8s.py), hence the
-# verbs the chart must grant, and no more. A kind added to the table fails this test until
-# it is listed here and in the chart.
-CHILD = {"get", "list", "watch", "create", "patch", "delete"}
+# verbs the chart's ClusterRole must grant, and no more. A kind added to the table fails this
+# test until it is listed here and in the chart.
+CHILD = {"list", "create", "patch", "delete"}  # apply (create or patch), list, delete stale
 NEEDED: dict[tuple[str, str], set[str]] = {
     ("v1", "Service"): CHILD,
     ("v1", "ServiceAccount"): CHILD,
@@ -53,14 +58,39 @@ NEEDED: dict[tuple[str, str], set[str]] = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): CHILD,
     ("policy/v1", "PodDisruptionBudget"): CHILD,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): CHILD,
-    ("v1", "Pod"): {"get", "list", "watch"},  # Job pods' messages, serving pods to scrape
+    ("v1", "Pod"): {"list"},  # Job pods' messages, serving pods to scrape
     ("v1", "ConfigMap"): {"get"},  # a blue-green smoke request set
     ("discovery.k8s.io/v1", "EndpointSlice"): {"get", "list", "watch"},  # granted to routers
 }
+# Leader election's Lease: a Role in the release namespace only (checked on its own).
+LEASE = ("coordination.k8s.io/v1", "Lease")
+
+
+@dataclass(frozen=True)
+class Helm:
+    """helm as built by build-helm.sh, with its cache and config in the test's own directory."""
+
+    binary: str
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.binary, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            check=False,
+        )
+
+    def ok(self, *args: str, timeout: float = 180) -> str:
+        result = self.run(*args, timeout=timeout)
+        assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
+        return result.stdout
 
 
 @pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+def helm(tmp_path_factory: pytest.TempPathFactory, cluster: ClusterInfo) -> Helm:
     built = subprocess.run(
         ["bash", str(REPO / "tests" / "cluster" / "build-helm.sh")],
         capture_output=True,
@@ -69,22 +99,16 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     )
     assert built.returncode == 0, f"building helm failed:\n{built.stderr}"
     home = tmp_path_factory.mktemp("helm-home")
-    for variable in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        os.environ[variable] = str(home / variable.lower())
-    yield [built.stdout.strip().splitlines()[-1]]
+    homes = {
+        v: str(home / v.lower()) for v in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
+    }
+    env = {**os.environ, **homes, "KUBECONFIG": str(cluster.kubeconfig)}
+    return Helm(built.stdout.strip().splitlines()[-1], env)
 
 
-def _helm(helm: list[str], *args: str, timeout: float = 180) -> str:
-    result = subprocess.run(
-        [*helm, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
-    return result.stdout
-
-
-def _render(helm: list[str], *values: str) -> list[dict[str, Any]]:
-    text = _helm(
-        helm, "template", RELEASE, str(CHART), "-n", "kubeloop-system", "--kube-version",
+def _render(helm: Helm, *values: str) -> list[dict[str, Any]]:
+    text = helm.ok(
+        "template", RELEASE, str(CHART), "-n", "kubeloop-system", "--kube-version",
         "1.37.2", *values,
     )  # fmt: skip
     return [doc for doc in yaml.safe_load_all(text) if doc]
@@ -103,19 +127,20 @@ def _granted(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]
     return verbs
 
 
-def test_the_chart_lints_and_its_rbac_is_exactly_what_the_adapter_uses(helm: list[str]) -> None:
-    _helm(helm, "lint", "--strict", str(CHART))
+def test_the_chart_lints_and_its_rbac_is_exactly_what_the_adapter_uses(helm: Helm) -> None:
+    helm.ok("lint", "--strict", str(CHART))
     objects = _render(helm)
     by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
     operator_rules = by_name[("ClusterRole", OPERATOR)]["rules"]
     for rule in (r for o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]):
         for key in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(key, []), f"wildcard in {key}: {rule}"
-    assert set(NEEDED) == set(k8s._PLURALS), "the adapter's kinds changed: update NEEDED"
+    assert {*NEEDED, LEASE} == set(k8s._PLURALS), "the adapter's kinds changed: update NEEDED"
     for (api_version, kind), verbs in NEEDED.items():
         granted = _granted(operator_rules, *_plural(api_version, kind))
         assert granted == verbs, f"{kind}: the chart grants {sorted(granted)}, needed {verbs}"
     assert "secrets" not in {r for rule in operator_rules for r in rule["resources"]}
+    assert not _granted(operator_rules, *_plural(*LEASE))
     # The Lease: creation, then reads and renewals of that one name only.
     lease_rules = by_name[("Role", f"{OPERATOR}-leader-election")]["rules"]
     assert {"get", "update"} == _granted(
@@ -135,7 +160,7 @@ def test_the_chart_lints_and_its_rbac_is_exactly_what_the_adapter_uses(helm: lis
     }
 
 
-def test_the_operator_pod_meets_pod_security_restricted_as_rendered(helm: list[str]) -> None:
+def test_the_operator_pod_meets_pod_security_restricted_as_rendered(helm: Helm) -> None:
     deployment = next(o for o in _render(helm) if o["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -152,21 +177,16 @@ def test_the_operator_pod_meets_pod_security_restricted_as_rendered(helm: list[s
     assert env["KUBELOOP_WEBHOOK_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
 
 
-def test_two_replicas_without_leader_election_are_refused_at_render(helm: list[str]) -> None:
-    result = subprocess.run(
-        [*helm, "template", RELEASE, str(CHART), "--set", "leaderElection.enabled=false"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def test_two_replicas_without_leader_election_are_refused_at_render(helm: Helm) -> None:
+    result = helm.run("template", RELEASE, str(CHART), "--set", "leaderElection.enabled=false")
     assert result.returncode != 0
     assert "replicas > 1 needs leaderElection.enabled" in result.stderr
 
 
 def test_the_api_server_accepts_every_rendered_object(
-    helm: list[str], kubectl: Kubectl, crds_installed: None, namespace: str
+    helm: Helm, kubectl: Kubectl, crds_installed: None, namespace: str
 ) -> None:
-    text = _helm(helm, "template", RELEASE, str(CHART), "-n", namespace)
+    text = helm.ok("template", RELEASE, str(CHART), "-n", namespace)
     result = kubectl.run("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/kl-kubeloop-operator created (server dry run)" in result.stdout
@@ -255,7 +275,7 @@ def _phase(kubectl: Kubectl, namespace: str, plural: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def release(
-    helm: list[str],
+    helm: Helm,
     kubectl: Kubectl,
     cluster: ClusterInfo,
     crds_installed: None,
@@ -265,23 +285,15 @@ def release(
     suffix = uuid.uuid4().hex[:6]
     system, work = f"t-chart-sys-{suffix}", f"t-chart-work-{suffix}"
     for namespace in (system, work):
-        kubectl.ok("create", "namespace", namespace)
-        kubectl.ok("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    keys = {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}
-    for namespace, name in ((work, "kubeloop-s3"), (system, "operator-s3")):
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": keys,
-        }
-        kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(secret))
+        create_restricted_namespace(kubectl, namespace)
+    put_s3_secret(kubectl, work, s3)  # the workload pods'
+    put_s3_secret(kubectl, system, s3, "operator-s3")  # the operator's own
     kubeloop = str(ensure_runtime())
     # The chart owns the webhook configurations; an operator of another test may have left its own.
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         kubectl.run("delete", kind, "kubeloop.io", "--ignore-not-found")
-    _helm(
-        helm, "install", RELEASE, str(CHART), "-n", system, "--wait", "--timeout", "120s",
+    helm.ok(
+        "install", RELEASE, str(CHART), "-n", system, "--wait", "--timeout", "120s",
         "--set-json", f"command={json.dumps([kubeloop])}",
         "--set-json", f"watchNamespaces={json.dumps([work])}",
         "--set", "leaderElection.leaseSeconds=6",
@@ -294,9 +306,9 @@ def release(
     yield system, work
     # While the operator runs, so its finalizers come off.
     kubectl.run("delete", "modelversions,datasets", "--all", "-n", work, "--timeout=60s")
-    _helm(helm, "uninstall", RELEASE, "-n", system, "--wait", "--timeout", "60s")
-    # Until its pods are gone, a stopping leader may still empty the kubeloop.io webhooks
-    # (Kopf's cleanup), which would be the next module's operator's by then.
+    helm.ok("uninstall", RELEASE, "-n", system, "--wait", "--timeout", "60s")
+    # Until its pods are gone, a stopping leader may still rewrite the kubeloop.io webhooks
+    # (Kopf's cleanup on stop), which would be the next module's operator's by then.
     kubectl.ok(
         "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=operator",
         "-n", system, "--timeout=60s",
@@ -335,7 +347,9 @@ def test_the_installed_operator_leads_once_reconciles_enforces_webhooks_and_fail
             assert _allowed(kubectl, account, verb, group, plural, namespace=work), (
                 f"{verb} {plural}"
             )
-        assert not _allowed(kubectl, account, "get", group, plural, namespace="default"), plural
+            assert not _allowed(kubectl, account, verb, group, plural, namespace="default"), (
+                f"{verb} {plural} outside the watched namespace"
+            )
     for namespace in (work, system):
         assert not _allowed(kubectl, account, "get", "", "secrets", namespace=namespace)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,7 @@ def test_the_observation_clock_restarts_only_when_the_record_changes() -> None:
     assert observe(first, _lease("a"), 130.0) is first  # unchanged: still seen since 100
     renewed = _lease("a", version="8")
     assert observe(first, renewed, 130.0).since == 130.0
+    assert observe(first, _lease("b"), 130.0).since == 130.0  # another holder
     assert observe(first, None, 131.0).since == 131.0
 
 
@@ -128,7 +131,10 @@ class LeaseStore:
         self.version = 0
         self.reachable = True
 
-    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        assert (api_version, kind) == ("coordination.k8s.io/v1", "Lease")
         if not self.reachable:
             raise ConnectionError("connection refused")
         return copy.deepcopy(self.lease)
@@ -156,7 +162,7 @@ class Clock:
 
 def _elector(store: LeaseStore, clock: Clock, identity: str) -> LeaderElector:
     return LeaderElector(
-        store,  # type: ignore[arg-type]  # the two Lease calls of the adapter
+        store,  # type: ignore[arg-type]  # the adapter's two calls the elector makes
         namespace=NS,
         name=NAME,
         identity=identity,
@@ -186,12 +192,8 @@ def test_two_replicas_one_leader_and_a_takeover_after_a_whole_unrenewed_duration
 def test_of_two_replicas_racing_for_a_free_lease_exactly_one_wins() -> None:
     store, clock = LeaseStore(), Clock()
     first, second = _elector(store, clock, "a"), _elector(store, clock, "b")
-    store.lease = release(
-        {**_lease("x"), "metadata": {"name": NAME, "namespace": NS, "resourceVersion": "0"}},
-        identity="x",
-        now=NOW,
-    )
-    stale = store.get_lease(NS, NAME)
+    store.lease = _lease("", version="0")  # given up by its last holder
+    stale = store.get_object("coordination.k8s.io/v1", "Lease", NS, NAME)
     assert first.try_acquire_or_renew()
     # b decides on the record it read before a wrote: the write is refused.
     body = claim(
@@ -236,3 +238,24 @@ def test_every_operator_setting_is_documented() -> None:
         if f"`KUBELOOP_{name.upper()}`" not in documented
     ]
     assert not missing, f"docs/operator.md does not describe {missing}"
+
+
+def test_a_leader_that_cannot_renew_stops_within_the_renew_deadline() -> None:
+    store = LeaseStore()
+    lost = threading.Event()
+    elector = LeaderElector(
+        store,  # type: ignore[arg-type]
+        namespace=NS,
+        name=NAME,
+        identity="a",
+        timings=LeaseTimings(duration=0.6, renew_deadline=0.3, retry_period=0.05),
+        on_lost=lost.set,
+    )
+    elector.acquire()
+    elector.start_renewing()
+    assert not lost.wait(0.5)  # renewing: still leading after more than the deadline
+    store.reachable = False
+    started = time.monotonic()
+    assert lost.wait(2), "on_lost was not called after the renew deadline"
+    assert 0.25 <= time.monotonic() - started < 1.0
+    elector.release()  # unreachable: logged, not raised

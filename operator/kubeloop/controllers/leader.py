@@ -37,7 +37,7 @@ from kubeloop.k8s import KubernetesAdapter
 
 log = logging.getLogger("kubeloop.leader")
 
-_LEASE_API = "coordination.k8s.io/v1"
+LEASE_API = "coordination.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class LeaseTimings:
 class Observation:
     """A Lease record as this replica last saw it, and when it first saw it (monotonic)."""
 
-    record: tuple[str, str, str]  # holder, renewTime, resourceVersion
+    record: tuple[str, str]  # holder, resourceVersion (which every write changes)
     since: float
 
 
@@ -83,15 +83,21 @@ def holder_of(lease: dict[str, Any] | None) -> str:
 
 def observe(previous: Observation | None, lease: dict[str, Any] | None, now: float) -> Observation:
     """What this replica has seen: the clock restarts whenever the record changes."""
-    spec = (lease or {}).get("spec") or {}
-    record = (
-        holder_of(lease),
-        str(spec.get("renewTime") or ""),
-        str(((lease or {}).get("metadata") or {}).get("resourceVersion") or ""),
-    )
+    version = str(((lease or {}).get("metadata") or {}).get("resourceVersion") or "")
+    record = (holder_of(lease), version)
     if previous is not None and previous.record == record:
         return previous
     return Observation(record, now)
+
+
+def _lease(
+    namespace: str, name: str, resource_version: str | None, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A Lease to write; with the resourceVersion that was read (None: create it)."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
+    return {"apiVersion": LEASE_API, "kind": "Lease", "metadata": metadata, "spec": spec}
 
 
 def claim(
@@ -111,38 +117,21 @@ def claim(
     with a conflict if anyone wrote in between.
     """
     moment = _micro_time(now)
+    spec: dict[str, Any]
+    version: str | None
     if lease is None:
-        return {
-            "apiVersion": _LEASE_API,
-            "kind": "Lease",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "holderIdentity": identity,
-                "leaseDurationSeconds": duration_seconds,
-                "acquireTime": moment,
-                "renewTime": moment,
-                "leaseTransitions": 0,
-            },
-        }
-    holder = holder_of(lease)
-    if holder and holder != identity and not expired:
-        return None
-    spec = dict(lease.get("spec") or {})
-    if holder != identity:
-        spec["acquireTime"] = moment
-        spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        spec, version = {"acquireTime": moment, "leaseTransitions": 0}, None
+    else:
+        holder = holder_of(lease)
+        if holder and holder != identity and not expired:
+            return None
+        spec = dict(lease.get("spec") or {})
+        if holder != identity:
+            spec["acquireTime"] = moment
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        version = (lease.get("metadata") or {}).get("resourceVersion")
     spec.update(holderIdentity=identity, leaseDurationSeconds=duration_seconds, renewTime=moment)
-    metadata = lease.get("metadata") or {}
-    return {
-        "apiVersion": _LEASE_API,
-        "kind": "Lease",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "resourceVersion": metadata.get("resourceVersion"),
-        },
-        "spec": spec,
-    }
+    return _lease(namespace, name, version, spec)
 
 
 def release(lease: dict[str, Any] | None, *, identity: str, now: datetime) -> dict[str, Any] | None:
@@ -154,7 +143,8 @@ def release(lease: dict[str, Any] | None, *, identity: str, now: datetime) -> di
     # As client-go's ReleaseOnCancel: no holder and a 1 s duration, so a standby takes it at
     # its next retry without waiting for the old duration.
     spec.update(holderIdentity="", leaseDurationSeconds=1, acquireTime=moment, renewTime=moment)
-    return {**lease, "spec": spec}
+    metadata = lease.get("metadata") or {}
+    return _lease(metadata["namespace"], metadata["name"], metadata.get("resourceVersion"), spec)
 
 
 def _stop_now() -> None:
@@ -190,7 +180,7 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One round: read the Lease and write it if it is free, expired or ours."""
         try:
-            lease = self._adapter.get_lease(self.namespace, self.name)
+            lease = self._adapter.get_object(LEASE_API, "Lease", self.namespace, self.name)
             now = self._clock()
             self._observed = observe(self._observed, lease, now)
             body = claim(
@@ -250,7 +240,7 @@ class LeaderElector:
             self._renewer.join(timeout=self.timings.retry_period + 5)
         try:
             body = release(
-                self._adapter.get_lease(self.namespace, self.name),
+                self._adapter.get_object(LEASE_API, "Lease", self.namespace, self.name),
                 identity=self.identity,
                 now=datetime.now(UTC),
             )
