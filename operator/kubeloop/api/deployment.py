@@ -36,7 +36,11 @@ from kubeloop.api.meta import (
 
 DeploymentPhase = Literal["Pending", "Progressing", "Healthy", "Degraded", "RolledBack", "Failed"]
 StrategyType = Literal["Canary", "BlueGreen", "Shadow", "Recreate"]
-DriftMethod = Literal["psi", "js", "ks"]
+DriftMethod = Literal["psi", "js", "ks", "chi2", "linf"]
+DriftVerdict = Literal["NoDrift", "Drifted", "InsufficientData", "NoBaseline"]
+RetrainPhase = Literal[
+    "RefreshingData", "Training", "Promoting", "RollingOut", "Succeeded", "Rejected", "Failed"
+]
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
 
 
@@ -389,29 +393,104 @@ class Traffic(KubeloopModel):
 
 
 class DriftThresholds(KubeloopModel):
-    """Scores above which a feature counts as drifted."""
+    """Where each drift measure says a feature has drifted.
 
-    psi: float = Field(default=0.2, gt=0.0, le=10.0, description="Population stability index.")
-    js: float = Field(default=0.1, gt=0.0, le=1.0, description="Jensen-Shannon distance.")
-    ks: float = Field(default=0.1, gt=0.0, le=1.0, description="Kolmogorov-Smirnov statistic.")
+    psi, js, ks and linf are distances: a feature drifted when its score is above the
+    threshold. chi2 is the p-value of a chi-square goodness-of-fit test (Evidently's
+    convention): a feature drifted when its p-value is below the threshold.
+    """
+
+    psi: float = Field(
+        default=0.2, gt=0.0, le=10.0, description="Population stability index above which."
+    )
+    js: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Jensen-Shannon distance (base 2) above which."
+    )
+    ks: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Kolmogorov-Smirnov statistic above which."
+    )
+    chi2: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="Chi-square test p-value below which."
+    )
+    linf: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Largest category share difference above which."
+    )
+
+
+class FeatureThresholds(KubeloopModel):
+    """Thresholds of one feature that differ from ``monitoring.thresholds``."""
+
+    feature: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Feature name, or 'prediction' for the model's output distribution.",
+    )
+    psi: float | None = Field(default=None, gt=0.0, le=10.0, description="PSI threshold.")
+    js: float | None = Field(default=None, gt=0.0, le=1.0, description="JS distance threshold.")
+    ks: float | None = Field(default=None, gt=0.0, le=1.0, description="KS statistic threshold.")
+    chi2: float | None = Field(default=None, gt=0.0, lt=1.0, description="Chi-square p-value.")
+    linf: float | None = Field(default=None, gt=0.0, le=1.0, description="L-infinity threshold.")
 
 
 class Monitoring(KubeloopModel):
-    """Drift and live-accuracy monitoring of the stable version."""
+    """Drift and live-accuracy monitoring of the stable version.
+
+    Every ``interval`` the operator scrapes each serving pod of the stable version, adds up
+    the per-feature histograms the pods count on the training profile's bins, and compares
+    the traffic of the window with the training Dataset version's profile. Numeric features
+    are scored with psi, js and ks; categorical ones with psi, js, chi2 and linf (a method
+    that does not fit a feature's kind is skipped for it).
+    """
 
     enabled: bool = Field(default=True, description="Scrape the serving pods and compute drift.")
     methods: list[DriftMethod] = Field(
         default_factory=lambda: list[DriftMethod](["psi"]),
         min_length=1,
-        max_length=3,
-        description="Drift measures: psi, js, ks.",
+        max_length=5,
+        description="Drift measures: psi, js, ks (numeric), chi2, linf (categorical).",
         json_schema_extra={"x-kubernetes-list-type": "set", "default": ["psi"]},
     )
     thresholds: DriftThresholds = object_default_field(DriftThresholds, "Drift thresholds.")
-    window: Duration = Field(default="1h", description="Traffic window a drift score covers.")
-    interval: Duration = Field(default="5m", description="How often drift is computed.")
+    feature_thresholds: list[FeatureThresholds] | None = Field(
+        default=None,
+        max_length=2000,
+        description="Per-feature thresholds overriding monitoring.thresholds.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["feature"],
+        },
+    )
+    window: Duration = Field(
+        default="1h", description="Longest stretch of traffic a drift score covers."
+    )
+    window_samples: int | None = Field(
+        default=None,
+        ge=10,
+        le=100_000_000,
+        description=(
+            "Window by count: the newest traffic holding at least this many predictions "
+            "(never older than window). When omitted the window is all traffic of window."
+        ),
+    )
+    interval: Duration = Field(default="30s", description="How often drift is computed.")
     min_samples: int = Field(
-        default=500, ge=10, le=100_000_000, description="Predictions needed before drift is scored."
+        default=500,
+        ge=10,
+        le=100_000_000,
+        description="Predictions the window needs before a drift verdict (fewer: InsufficientData).",
+    )
+    consecutive: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Checks in a row that must find drift before DriftDetected is set.",
+    )
+    prediction_drift: bool = Field(
+        default=True,
+        description=(
+            "Also score the prediction distribution against the training target's "
+            "(reported as feature 'prediction'; it does not count as a drifted feature)."
+        ),
     )
     features: list[ColumnName] | None = Field(
         default=None,
@@ -421,19 +500,47 @@ class Monitoring(KubeloopModel):
     )
 
 
+RetrainTrigger = Literal["Drift", "Accuracy", "Schedule"]
+_CRON_FIELD = r"[0-9*/,-]+"
+CRON_PATTERN = rf"^{_CRON_FIELD} {_CRON_FIELD} {_CRON_FIELD} {_CRON_FIELD} {_CRON_FIELD}$"
+
+
 class RetrainPolicy(KubeloopModel):
-    """Start a new TrainingRun when the live model degrades."""
+    """Start a new TrainingRun when the live model degrades, on a schedule, or on request.
+
+    A retrain copies ``template`` into a TrainingRun named ``<deployment>-retrain-<n>``
+    (deterministic, so an operator restarted at any moment adopts the run it made instead of
+    making a second one), trained on the newest version of ``dataset``: with
+    ``refreshDataset`` the Dataset is first asked for a fresh version (a Dataset with
+    ``source.predictionLog`` then includes the latest production feedback). Its ModelVersion
+    passes the template's gates, the champion gate scoring the Production version on the
+    same fresh test rows; with ``autoPromote`` a Validated one is moved to that stage, and a
+    Deployment tracking the stage rolls it out by its strategy. At most one retrain is in
+    flight per Deployment, and automatic triggers wait ``cooldown`` after the last start.
+    """
 
     cel_rules = (
         CelRule(
-            rule="self.trigger != 'Accuracy' || has(self.minLiveAccuracy)",
-            message="retrain.minLiveAccuracy is required when retrain.trigger is Accuracy",
-            holds=lambda r: r.trigger != "Accuracy" or r.min_live_accuracy is not None,
+            rule="!('Accuracy' in self.triggers) || has(self.minLiveAccuracy)",
+            message="retrain.minLiveAccuracy is required when retrain.triggers has Accuracy",
+            holds=lambda r: "Accuracy" not in r.triggers or r.min_live_accuracy is not None,
+        ),
+        CelRule(
+            rule="('Schedule' in self.triggers) == has(self.schedule)",
+            message="retrain.schedule is required with trigger Schedule, and only then",
+            holds=lambda r: ("Schedule" in r.triggers) == (r.schedule is not None),
         ),
     )
 
-    trigger: Literal["Drift", "Accuracy", "DriftOrAccuracy", "Manual"] = Field(
-        default="Drift", description="What starts a retrain."
+    triggers: list[RetrainTrigger] = Field(
+        default_factory=lambda: list[RetrainTrigger](["Drift"]),
+        max_length=3,
+        description=(
+            "What starts a retrain by itself: Drift (DriftDetected with at least "
+            "minDriftedFeatures features), Accuracy (live accuracy from feedback below "
+            "minLiveAccuracy), Schedule (the cron schedule). Empty: only on request."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["Drift"]},
     )
     min_drifted_features: int = Field(
         default=1, ge=1, le=2000, description="Drifted features needed to trigger."
@@ -441,13 +548,49 @@ class RetrainPolicy(KubeloopModel):
     min_live_accuracy: Fraction | None = Field(
         default=None, description="Live accuracy below this triggers a retrain."
     )
-    template: ResourceName = Field(
-        description="TrainingRun to copy; the copy trains on the newest Dataset version."
+    min_feedback: int = Field(
+        default=50,
+        ge=1,
+        le=10_000_000,
+        description="Feedback labels in the drift window before the Accuracy trigger decides.",
     )
-    cooldown: Duration = Field(default="6h", description="Least time between two retrains.")
+    schedule: str | None = Field(
+        default=None,
+        max_length=100,
+        pattern=CRON_PATTERN,
+        description="Cron schedule (5 fields, UTC), e.g. '0 3 * * 1' for Mondays at 03:00.",
+    )
+    template: ResourceName = Field(
+        description="TrainingRun to copy: estimator, search, gates, resources, deadline."
+    )
+    dataset: ResourceName | None = Field(
+        default=None,
+        description=(
+            "Dataset the retrained model learns from, e.g. one with source.predictionLog; "
+            "the template's Dataset when omitted."
+        ),
+    )
+    refresh_dataset: bool = Field(
+        default=True,
+        description="Ask the Dataset for a fresh version (kubeloop.io/refresh) before training.",
+    )
+    cooldown: Duration = Field(
+        default="6h", description="Least time between two automatic retrains."
+    )
     auto_promote: Literal["None", "Staging", "Production"] = Field(
         default="None",
         description="Stage a Validated retrained version is moved to by itself.",
+    )
+    request: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.:]*[A-Za-z0-9])?$",
+        description=(
+            "Retrain now: set to a new value (e.g. a timestamp; 'kubeloop rollout retrain' "
+            "does). Acts once per value (the value handled is in status.lastRetrain.request), "
+            "so leaving it in a Git repository does not retrain again. Ignores cooldown."
+        ),
     )
 
 
@@ -588,33 +731,90 @@ class AnalysisRun(KubeloopModel):
 
 
 class FeatureDrift(KubeloopModel):
-    """Drift of one feature."""
+    """One drift measure of one feature (or of the predictions) over the window."""
 
-    feature: str = Field(description="Feature (or 'prediction').")
-    method: DriftMethod = Field(description="psi, js or ks.")
-    score: float = Field(description="Drift score.")
+    feature: str = Field(description="Feature name, or 'prediction' for the model's output.")
+    kind: Literal["numeric", "categorical"] = Field(
+        description="numeric (bins of the training deciles) or categorical (training categories)."
+    )
+    method: DriftMethod = Field(description="psi, js, ks, chi2 or linf.")
+    score: float = Field(description="The score (chi2: the test's p-value).")
     threshold: float = Field(description="Threshold applied.")
-    drifted: bool = Field(description="Whether the score is above the threshold.")
+    drifted: bool = Field(
+        description="Whether the score crossed the threshold (above; chi2: below)."
+    )
 
 
 class DriftStatus(KubeloopModel):
-    """Latest drift evaluation."""
+    """The latest drift check of the stable version."""
 
     evaluated_at: Timestamp | None = Field(default=None, description="When drift was computed.")
+    version: str | None = Field(default=None, description="ModelVersion monitored (stable).")
+    verdict: DriftVerdict = Field(
+        default="InsufficientData",
+        description=(
+            "NoDrift, Drifted (this check found drifted features), InsufficientData (fewer "
+            "than minSamples predictions in the window) or NoBaseline (no training profile)."
+        ),
+    )
+    message: str = Field(default="", description="The verdict in words, with numbers.")
+    window_seconds: float | None = Field(
+        default=None, ge=0.0, description="Length of traffic the scores cover, seconds."
+    )
     samples: int = Field(default=0, ge=0, description="Predictions in the window.")
-    drifted_features: int = Field(default=0, ge=0, description="Features above threshold.")
-    live_accuracy: float | None = Field(default=None, description="Accuracy from feedback, if any.")
+    pods: int = Field(default=0, ge=0, description="Serving pods scraped for this check.")
+    drifted_features: int = Field(default=0, ge=0, description="Features that drifted.")
+    consecutive: int = Field(
+        default=0, ge=0, description="Checks in a row that found drift (DriftDetected at spec's)."
+    )
+    live_accuracy: float | None = Field(
+        default=None, description="Accuracy of the window's feedback labels (classification)."
+    )
+    live_mean_absolute_error: float | None = Field(
+        default=None, description="Mean absolute error of the window's feedback (regression)."
+    )
+    feedback: int = Field(default=0, ge=0, description="Feedback labels in the window.")
     scores: list[FeatureDrift] = Field(
-        default_factory=list, max_length=4000, description="Per-feature scores."
+        default_factory=list,
+        max_length=4000,
+        description="Scores per feature and method, drifted first, then by feature.",
     )
 
 
 class RetrainRecord(KubeloopModel):
-    """The last retrain kubeloop started."""
+    """The last retrain kubeloop started, from trigger to rollout."""
 
-    training_run: str = Field(description="TrainingRun created.")
-    started_at: Timestamp = Field(description="When it was created.")
-    reason: str = Field(description="What triggered it.")
+    name: str = Field(description="Retrain name, <deployment>-retrain-<number>; also the run's.")
+    number: int = Field(ge=1, description="How many retrains this Deployment started.")
+    trigger: Literal["Drift", "Accuracy", "Schedule", "Manual"] = Field(
+        description="What started it."
+    )
+    reason: str = Field(description="Why, with the numbers the trigger saw.")
+    request: str | None = Field(
+        default=None, description="spec.retrain.request value handled (Manual, and since)."
+    )
+    scheduled_for: Timestamp | None = Field(
+        default=None, description="The schedule time this retrain stands for (Schedule)."
+    )
+    drift: list[FeatureDrift] = Field(
+        default_factory=list, max_length=20, description="Drifted scores that triggered it."
+    )
+    live_accuracy: float | None = Field(default=None, description="Live accuracy when it started.")
+    phase: RetrainPhase = Field(
+        description=(
+            "RefreshingData, Training, Promoting, RollingOut, then Succeeded, Rejected (gates) "
+            "or Failed."
+        )
+    )
+    message: str = Field(default="", description="The phase in words.")
+    dataset: str | None = Field(default=None, description="Dataset trained on.")
+    dataset_version: str | None = Field(default=None, description="Its version pinned.")
+    training_run: str | None = Field(default=None, description="TrainingRun created.")
+    model_version: str | None = Field(default=None, description="ModelVersion it produced.")
+    started_at: Timestamp = Field(description="When the trigger fired.")
+    finished_at: Timestamp | None = Field(
+        default=None, description="When it reached Succeeded, Rejected or Failed."
+    )
 
 
 class DeploymentStatus(KubeloopModel):
@@ -671,6 +871,9 @@ class DeploymentStatus(KubeloopModel):
     )
     drift: DriftStatus | None = Field(default=None, description="Latest drift evaluation.")
     last_retrain: RetrainRecord | None = Field(default=None, description="Last retrain started.")
+    last_scheduled_retrain: Timestamp | None = Field(
+        default=None, description="The last schedule time a retrain was started for."
+    )
     endpoint: str | None = Field(default=None, description="In-cluster URL of the stable endpoint.")
 
 
