@@ -179,6 +179,8 @@ def test_batch_statistics_are_exact_across_bulk_folds_and_scrapes() -> None:
     expected, found = samples(one_by_one), samples(in_bulk)
     assert found.keys() == expected.keys()
     for key, figure in expected.items():
+        if key[0] == "kubeloop_serve_process_start_time_seconds":
+            continue  # two servers, two start times
         assert found[key] == pytest.approx(figure, rel=1e-12), key
     rows = sum(len(outputs[0]) for _, outputs in batches)
     predicted = sum(

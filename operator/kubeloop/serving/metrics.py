@@ -18,6 +18,7 @@ are the profile's (or the signature's) plus ``__other__``; missing values are co
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -180,6 +181,7 @@ class ServeMetrics(Collector):
         self.durations: dict[str, Histogram] = {}
         self._pending: dict[tuple[str, int], list[float]] = {}  # see request_done
         self.inflight = 0
+        self.started = time.time()  # a scraper tells a restarted process by it
         self.ready = False
         self.sha256 = ""
         self.batch_sizes = Histogram(BATCH_BUCKETS)
@@ -341,6 +343,12 @@ class ServeMetrics(Collector):
             durations.add_metric([*base, endpoint], histogram.buckets(), histogram.total)
         yield durations
         yield _gauge("inflight_requests", "Requests being handled.", base, self.inflight)
+        yield _gauge(
+            "process_start_time_seconds",
+            "When this server process started (Unix time): a new value means counters restarted.",
+            base,
+            self.started,
+        )
         yield _gauge("ready", "1 when the model is loaded and verified.", base, int(self.ready))
         info = GaugeMetricFamily(
             PREFIX + "model_info", "The served artifact.", labels=[*base_labels, "sha256"]
