@@ -248,6 +248,19 @@ class KubernetesAdapter:
             API_GROUP, API_VERSION, namespace, plural, name, {"spec": spec}
         )
 
+    def annotate_custom(
+        self, plural: str, namespace: str, name: str, annotations: dict[str, str]
+    ) -> None:
+        """Merge ``annotations`` into a kubeloop object's metadata (a Dataset refresh request)."""
+        self._custom.patch_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            plural,
+            name,
+            {"metadata": {"annotations": annotations}},
+        )
+
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge ``status`` into the object's status subresource."""
         self._custom.patch_namespaced_custom_object_status(

@@ -112,7 +112,7 @@ def run(settings: OperatorSettings) -> int:
     store = _object_store()
     trainingrun.register(settings, adapter, store, operator_metrics)
     modelversion.register(adapter, store, operator_metrics)
-    deployment.register(settings, adapter, operator_metrics)
+    deployment.register(settings, adapter, operator_metrics, store)
     if settings.webhook_host:
         admission.register()
     else:

@@ -38,12 +38,21 @@ from kubeloop.analysis.exposition import PodMetrics, parse_pod_metrics
 from kubeloop.analysis.smoke import smoke_records
 from kubeloop.analysis.window import version_window
 from kubeloop.api.deployment import AnalysisResult, AnalysisRun, Deployment, DeploymentStatus
+from kubeloop.api.meta import duration_seconds
 from kubeloop.controllers.common import Logger
+from kubeloop.controllers.drift import DriftMonitor
 from kubeloop.controllers.metrics import OperatorMetrics
-from kubeloop.controllers.scrape import Scrape, ready_pod_targets, scrape_pods
+from kubeloop.controllers.retrain import RetrainController
+from kubeloop.controllers.scrape import (
+    Scrape,
+    ready_endpoint_targets,
+    ready_pod_targets,
+    scrape_pods,
+)
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.common import COMPONENT_LABEL, Owner, WorkloadSettings
 from kubeloop.resources.deployment import (
+    PORT_NAME,
     ROUTER_COMPONENT,
     SERVER_PORT,
     VERSION_LABEL,
@@ -54,6 +63,7 @@ from kubeloop.resources.deployment import (
     endpoint_url,
     label_value,
     stale_children,
+    version_object_name,
     version_selector,
 )
 from kubeloop.settings import OperatorSettings
@@ -63,9 +73,18 @@ from kubeloop.status.deployment import (
     RolloutInputs,
     VersionReadiness,
     analysis_due,
+    parse_timestamp,
     reconcile,
     timestamp,
 )
+from kubeloop.status.drift import (
+    DRIFT_CONDITION,
+    apply_drift,
+    drift_detected,
+    monitoring_off,
+    next_drift,
+)
+from kubeloop.storage import ObjectStore
 
 PLURAL = "deployments"
 MODEL_VERSIONS = "modelversions"
@@ -105,11 +124,20 @@ class DeploymentController:
     """The reconcile of one kubeloop Deployment, with the adapter and settings it needs."""
 
     def __init__(
-        self, adapter: KubernetesAdapter, settings: OperatorSettings, workloads: WorkloadSettings
+        self,
+        adapter: KubernetesAdapter,
+        settings: OperatorSettings,
+        workloads: WorkloadSettings,
+        *,
+        store: ObjectStore | None = None,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self._adapter = adapter
         self._settings = settings
         self._workloads = workloads
+        self._drift = DriftMonitor(store)
+        self._retrain = RetrainController(adapter)
+        self._metrics = metrics
         self._memory: dict[str, _Memory] = {}
         self._memory_lock = threading.Lock()
         self._profiles: dict[tuple[str, str, str], str] = {}
@@ -118,9 +146,12 @@ class DeploymentController:
         with self._memory_lock:
             return self._memory.setdefault(uid, _Memory())
 
-    def forget(self, uid: str) -> None:
+    def forget(self, uid: str, namespace: str = "", name: str = "") -> None:
         with self._memory_lock:
             self._memory.pop(uid, None)
+        self._drift.forget(uid)
+        if self._metrics is not None:
+            self._metrics.forget_drift(namespace, name)
 
     # -- reading the world --
 
@@ -387,15 +418,117 @@ class DeploymentController:
                 ),
             )
             self._apply(owner, deployment, children, memory, now)
+            events: list[tuple[str, str, str]] = [
+                (e.type, e.reason, e.message) for e in decision.events
+            ]
+            events += self._monitor(
+                owner,
+                deployment,
+                decision.status,
+                known=known,
+                served=served,
+                now=now,
+                generation=body.metadata.get("generation"),
+                logger=logger,
+            )
+            events += self._retrain.step(
+                deployment,
+                decision.status,
+                namespace=namespace,
+                created=body.metadata.get("creationTimestamp"),
+                now=now,
+                logger=logger,
+            )
             new_status = decision.status.to_wire()
             old_status = dict(body.get("status") or {})
             # A merge patch keeps keys it does not mention: clear the ones that went away.
             patch.status.update({key: None for key in old_status if key not in new_status})
             patch.status.update(new_status)
-            for event in decision.events:
-                kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1000])
-                logger.info("%s: %s", event.reason, event.message)
+            for type_, reason, message in events:
+                kopf.event(body, type=type_, reason=reason, message=message[:1000])
+                logger.info("%s: %s", reason, message)
             return decision.requeue_after
+
+    # -- drift --
+
+    def _monitor(
+        self,
+        owner: Owner,
+        deployment: Deployment,
+        status: DeploymentStatus,
+        *,
+        known: Mapping[str, KnownVersion],
+        served: Mapping[str, ServedVersion],
+        now: datetime,
+        generation: int | None,
+        logger: Logger,
+    ) -> list[tuple[str, str, str]]:
+        """Run a drift check of the stable version when one is due; its Events."""
+        monitoring = deployment.spec.monitoring
+        stable = status.stable_version
+        stamp = timestamp(now)
+        if not monitoring.enabled or stable is None or stable not in known:
+            if status.drift is not None or any(
+                c.type == DRIFT_CONDITION for c in status.conditions
+            ):
+                monitoring_off(status, now=stamp, generation=generation)
+                status.drift = None
+            if self._metrics is not None:
+                self._metrics.forget_drift(owner.namespace, owner.name)
+            return []
+        previous = status.drift
+        if (
+            previous is not None
+            and previous.version == stable
+            and previous.evaluated_at is not None
+            and (now - parse_timestamp(previous.evaluated_at)).total_seconds()
+            < duration_seconds(monitoring.interval)
+        ):
+            return []
+        slices = self._adapter.list_objects(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            owner.namespace,
+            ",".join(
+                f"{k}={v}"
+                for k, v in version_selector(owner, stable).items()
+                if k != COMPONENT_LABEL
+            ),
+        )
+        targets = ready_endpoint_targets(slices, version_object_name(owner.name, stable), PORT_NAME)
+        version = known[stable]
+        check = self._drift.check(
+            uid=owner.uid,
+            version=stable,
+            model=version.model,
+            number=version.number,
+            profile_uri=served[stable].profile_uri if stable in served else None,
+            targets=targets,
+            monitoring=monitoring,
+            now=now,
+            logger=logger,
+        )
+        drift = next_drift(
+            previous,
+            check.evaluation,
+            version=stable,
+            now=stamp,
+            window_seconds=check.window_seconds,
+            pods=check.pods,
+        )
+        events = apply_drift(status, drift, monitoring, now=stamp, generation=generation)
+        if self._metrics is not None:
+            self._metrics.observe_drift(
+                owner.namespace,
+                owner.name,
+                stable,
+                [(s.feature, s.method, s.score) for s in drift.scores],
+                detected=drift_detected(drift, monitoring),
+                samples=drift.samples,
+                live_accuracy=drift.live_accuracy,
+            )
+        logger.info("drift of %s: %s (%s)", stable, drift.verdict, drift.message)
+        return [(e.type, e.reason, e.message) for e in events]
 
     def _apply(
         self,
@@ -426,7 +559,10 @@ class DeploymentController:
 
 
 def register(
-    settings: OperatorSettings, adapter: KubernetesAdapter, metrics: OperatorMetrics
+    settings: OperatorSettings,
+    adapter: KubernetesAdapter,
+    metrics: OperatorMetrics,
+    store: ObjectStore | None = None,
 ) -> None:
     """Register the Deployment handlers with Kopf.
 
@@ -434,7 +570,9 @@ def register(
     :data:`TIMER_SECONDS` later), and a single entry point means two reconciles of the same
     object never race on its status.
     """
-    controller = DeploymentController(adapter, settings, settings.workloads())
+    controller = DeploymentController(
+        adapter, settings, settings.workloads(), store=store, metrics=metrics
+    )
 
     @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=TIMER_SECONDS)
     @metrics.instrumented("Deployment")
@@ -444,4 +582,6 @@ def register(
     @kopf.on.delete(API_GROUP, API_VERSION, PLURAL, optional=True)
     def deployment_deleted(body: kopf.Body, **_: Any) -> None:
         # Children go with the owner (garbage collection); only our memory is left to drop.
-        controller.forget(str(body.metadata.uid))
+        controller.forget(
+            str(body.metadata.uid), str(body.metadata.namespace), str(body.metadata.name)
+        )

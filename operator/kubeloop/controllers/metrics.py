@@ -55,7 +55,33 @@ class OperatorMetrics:
             "1 while this replica runs the controllers (holds the Lease, or no election), else 0.",
             registry=self.registry,
         )
+        self.drift_score = Gauge(
+            "kubeloop_drift_score",
+            "Latest drift score of a served version's feature (or 'prediction') by method "
+            "(chi2: the test's p-value).",
+            ["namespace", "deployment", "version", "feature", "method"],
+            registry=self.registry,
+        )
+        self.drift_detected = Gauge(
+            "kubeloop_drift_detected",
+            "1 while a Deployment's DriftDetected condition is True, else 0.",
+            ["namespace", "deployment", "version"],
+            registry=self.registry,
+        )
+        self.drift_samples = Gauge(
+            "kubeloop_drift_window_predictions",
+            "Predictions in the latest drift window of a Deployment's stable version.",
+            ["namespace", "deployment", "version"],
+            registry=self.registry,
+        )
+        self.live_accuracy = Gauge(
+            "kubeloop_live_accuracy",
+            "Accuracy of the feedback labels in the latest drift window (classification).",
+            ["namespace", "deployment", "version"],
+            registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
+        self._drift_series: dict[tuple[str, str], list[tuple[str, ...]]] = {}
 
     def instrumented(self, kind: str) -> Callable[[F], F]:
         """Count and time every run of a handler for ``kind``."""
@@ -90,6 +116,43 @@ class OperatorMetrics:
         self.objects.clear()
         for (object_kind, object_phase), count in counts.items():
             self.objects.labels(object_kind, object_phase).set(count)
+
+    def observe_drift(
+        self,
+        namespace: str,
+        deployment: str,
+        version: str,
+        scores: list[tuple[str, str, float]],
+        *,
+        detected: bool,
+        samples: int,
+        live_accuracy: float | None,
+    ) -> None:
+        """Replace a Deployment's drift series with one check's (feature, method, score)."""
+        self.forget_drift(namespace, deployment)
+        base = (namespace, deployment, version)
+        series: list[tuple[str, ...]] = []
+        for feature, method, score in scores:
+            self.drift_score.labels(*base, feature, method).set(score)
+            series.append((*base, feature, method))
+        self.drift_detected.labels(*base).set(1 if detected else 0)
+        self.drift_samples.labels(*base).set(samples)
+        if live_accuracy is not None:
+            self.live_accuracy.labels(*base).set(live_accuracy)
+        series.append(base)
+        self._drift_series[(namespace, deployment)] = series
+
+    def forget_drift(self, namespace: str, deployment: str) -> None:
+        """Remove a Deployment's drift series (a version gone, monitoring off, deleted)."""
+        for labels in self._drift_series.pop((namespace, deployment), []):
+            if len(labels) == 5:
+                self.drift_score.remove(*labels)
+                continue
+            for gauge in (self.drift_detected, self.drift_samples, self.live_accuracy):
+                try:
+                    gauge.remove(*labels)
+                except KeyError:
+                    continue  # live accuracy is only set with feedback
 
 
 def register(metrics: OperatorMetrics) -> None:

@@ -27,6 +27,8 @@ class PodTarget:
     name: str
     ip: str
     port: int
+    uid: str = ""
+    """The pod's UID when known: a replaced pod of the same name is another pod."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,40 @@ def ready_pod_targets(pods: Iterable[dict[str, Any]], port: int) -> list[PodTarg
         if ready:
             targets.append(PodTarget(str(pod["metadata"]["name"]), str(status["podIP"]), port))
     return sorted(targets, key=lambda target: target.name)
+
+
+def ready_endpoint_targets(
+    slices: Iterable[dict[str, Any]], service: str, port_name: str
+) -> list[PodTarget]:
+    """Ready pod endpoints of the Service ``service``, from its EndpointSlices.
+
+    The EndpointSlice controller keeps these in step with pod readiness, so one list call
+    finds every serving pod of a version (with its UID, from ``targetRef``) without reading
+    the pods themselves. A missing ``ready`` means ready, as the API says.
+    """
+    targets: dict[str, PodTarget] = {}
+    for item in slices:
+        labels = (item.get("metadata") or {}).get("labels") or {}
+        if labels.get("kubernetes.io/service-name") != service:
+            continue
+        if item.get("addressType") != "IPv4":
+            continue
+        ports = [p for p in item.get("ports") or [] if p.get("name") == port_name]
+        port = ports[0].get("port") if ports else None
+        if not isinstance(port, int):
+            continue
+        for endpoint in item.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating") is True:
+                continue
+            addresses = endpoint.get("addresses") or []
+            if not addresses:
+                continue
+            ref = endpoint.get("targetRef") or {}
+            name = str(ref.get("name") or addresses[0])
+            uid = str(ref.get("uid") or name)
+            targets[uid] = PodTarget(name, str(addresses[0]), port, uid)
+    return sorted(targets.values(), key=lambda target: target.name)
 
 
 def scrape_pods(

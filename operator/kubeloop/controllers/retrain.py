@@ -1,0 +1,177 @@
+"""The retrain policy's I/O: read what a retrain depends on, carry out what it decided.
+
+Called by the Deployment reconcile after the drift check, so ``status.lastRetrain`` is
+written by the same handler as the drift verdict it reacts to. The decisions are the pure
+state machine of ``status/retrain.py``; this module only reads the template TrainingRun,
+the Dataset, the retrain's TrainingRun and its ModelVersion, and performs the idempotent
+actions: annotate the Dataset for a refresh, create the TrainingRun if absent, set a
+ModelVersion's stage. Every action can run twice without effect, which is what makes a
+retrain exactly-once across operator restarts together with its deterministic name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from kubeloop import API_GROUP
+from kubeloop.api.deployment import Deployment, DeploymentStatus
+from kubeloop.controllers.common import Logger
+from kubeloop.k8s import KubernetesAdapter
+from kubeloop.resources.retrain import build_retrain_run
+from kubeloop.status.retrain import (
+    TERMINAL,
+    CreateTrainingRun,
+    DatasetView,
+    Promote,
+    RefreshDataset,
+    RetrainDecision,
+    RetrainInputs,
+    RunView,
+    VersionView,
+    decide_retrain,
+)
+
+REFRESH_ANNOTATION = f"{API_GROUP}/refresh"
+
+
+class RetrainController:
+    """One step of a Deployment's retrain policy per reconcile."""
+
+    def __init__(self, adapter: KubernetesAdapter) -> None:
+        self._adapter = adapter
+
+    def _dataset(self, namespace: str, name: str | None) -> DatasetView | None:
+        body = self._adapter.get_custom("datasets", namespace, name) if name else None
+        if body is None or name is None:
+            return None
+        status = body.get("status") or {}
+        return DatasetView(
+            name=name,
+            version=status.get("version"),
+            phase=str(status.get("phase") or "Pending"),
+            message=str(status.get("message") or ""),
+            refresh_token=status.get("refreshToken"),
+        )
+
+    def _run(self, namespace: str, name: str | None) -> RunView | None:
+        body = self._adapter.get_custom("trainingruns", namespace, name) if name else None
+        if body is None or name is None:
+            return None
+        status = body.get("status") or {}
+        return RunView(
+            name=name,
+            phase=str(status.get("phase") or "Pending"),
+            message=str(status.get("message") or ""),
+            model_version=status.get("modelVersion"),
+        )
+
+    def _version(self, namespace: str, name: str | None) -> VersionView | None:
+        body = self._adapter.get_custom("modelversions", namespace, name) if name else None
+        if body is None or name is None:
+            return None
+        status = body.get("status") or {}
+        return VersionView(
+            name=name,
+            phase=str(status.get("phase") or "Pending"),
+            stage=str((body.get("spec") or {}).get("stage") or "None"),
+            message=str(status.get("message") or ""),
+        )
+
+    def step(
+        self,
+        deployment: Deployment,
+        status: DeploymentStatus,
+        *,
+        namespace: str,
+        created: str | None,
+        now: datetime,
+        logger: Logger,
+    ) -> list[tuple[str, str, str]]:
+        """Advance the retrain policy one step; writes into ``status``, returns Events."""
+        policy = deployment.spec.retrain
+        if policy is None:
+            return []
+        name = str(deployment.metadata.name)
+        template = self._adapter.get_custom("trainingruns", namespace, policy.template)
+        template_dataset = ((template or {}).get("spec") or {}).get("datasetRef") or {}
+        dataset_name = policy.dataset or template_dataset.get("name")
+        record = status.last_retrain
+        in_flight = record is not None and record.phase not in TERMINAL
+        run = self._run(namespace, record.name) if in_flight and record is not None else None
+        model_version = None
+        wanted = (record.model_version if record else None) or (run.model_version if run else None)
+        if in_flight and wanted:
+            model_version = self._version(namespace, wanted)
+        track = deployment.spec.model.track
+        inputs = RetrainInputs(
+            deployment=name,
+            spec=deployment.spec,
+            status=status,
+            now=now,
+            created=_created(created, now),
+            dataset=self._dataset(namespace, dataset_name),
+            run=run,
+            model_version=model_version,
+            tracked_model=track.model if track and track.stage == "Production" else None,
+            template_found=template is not None,
+        )
+        decision = decide_retrain(inputs)
+        started = decision.record is not None and (
+            record is None or decision.record.number != record.number
+        )
+        if started and decision.record is not None:
+            # A run under the new name means this operator made it and died before the
+            # record was written: decide again knowing it, which adopts it.
+            existing = self._run(namespace, decision.record.name)
+            if existing is not None:
+                decision = decide_retrain(dataclasses.replace(inputs, run=existing))
+        self._act(decision, template, namespace, name, logger)
+        status.last_retrain = decision.record
+        status.last_scheduled_retrain = decision.last_scheduled
+        return [(e.type, e.reason, e.message) for e in decision.events]
+
+    def _act(
+        self,
+        decision: RetrainDecision,
+        template: dict[str, Any] | None,
+        namespace: str,
+        deployment: str,
+        logger: Logger,
+    ) -> None:
+        for action in decision.actions:
+            if isinstance(action, RefreshDataset):
+                body = self._adapter.get_custom("datasets", namespace, action.dataset) or {}
+                annotations = (body.get("metadata") or {}).get("annotations") or {}
+                if annotations.get(REFRESH_ANNOTATION) != action.token:
+                    self._adapter.annotate_custom(
+                        "datasets", namespace, action.dataset, {REFRESH_ANNOTATION: action.token}
+                    )
+                    logger.info(
+                        "asked Dataset %s for a fresh version (%s)", action.dataset, action.token
+                    )
+            elif isinstance(action, CreateTrainingRun):
+                assert template is not None  # noqa: S101 - the decision checks it
+                run = build_retrain_run(
+                    template,
+                    name=action.name,
+                    namespace=namespace,
+                    deployment=deployment,
+                    number=action.number,
+                    dataset=action.dataset,
+                    version=action.version,
+                )
+                created = self._adapter.create_custom_if_absent("trainingruns", run)
+                logger.info("TrainingRun %s %s", action.name, "created" if created else "exists")
+            elif isinstance(action, Promote):
+                self._adapter.patch_spec(
+                    "modelversions", namespace, action.model_version, {"stage": action.stage}
+                )
+                logger.info("promoted %s to %s", action.model_version, action.stage)
+
+
+def _created(text: str | None, now: datetime) -> datetime:
+    if not text:
+        return now
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

@@ -1,0 +1,311 @@
+"""The whole loop on the real cluster: drift on live traffic -> retraining -> promotion.
+
+One operator, real servers, router, SeaweedFS. ``iris-v1`` is trained on distribution A
+(``kubeloop.devenv.drift_data``) and serves, tracked as Production. Traffic from A must not
+raise drift (no false positive over at least ten checks). Traffic then switches to B (the
+petals read longer) and every answer gets its true label back through ``/feedback``: the
+drift monitor must detect it, the retrain policy refresh the feedback Dataset (the
+prediction log joined with the labels), train exactly one TrainingRun on it, gate the new
+version against v1 on the same fresh rows, promote it, and the Deployment canary it to 100%;
+afterwards the drift of the new stable version is low. The operator is SIGKILLed after the
+drift verdict and before the TrainingRun exists: still exactly one TrainingRun.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import yaml
+from tests.cluster.conftest import Kubectl, wait_until
+from tests.cluster.load import SteadyLoad
+from tests.cluster.operator_fixtures import DATA_BUCKET, OPERATORS
+
+from kubeloop.devenv import drift_data
+from kubeloop.devenv.seaweedfs import S3Endpoint
+from kubeloop.storage import ObjectStore, S3Uri
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skip(
+        reason=(
+            "needs the Dataset source.predictionLog in the profiler and the kubeloop.io/refresh "
+            "annotation in the Dataset controller (issue 12, not built yet): the retrain's "
+            "training data cannot be made, so the loop cannot close"
+        )
+    ),
+]
+
+DEPLOYMENT = "iris"
+RATE = 40.0
+MIN_SAMPLES = 150
+RETRAIN_LABEL = f"kubeloop.io/deployment={DEPLOYMENT}"
+
+
+def _apply(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> None:
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
+
+
+def _get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = kubectl.json("get", kind, name, "-n", namespace)
+    return body
+
+
+def _status(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    status: dict[str, Any] = (
+        _get(kubectl, namespace, "deployments.kubeloop.io", DEPLOYMENT).get("status") or {}
+    )
+    return status
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def _retrain_runs(kubectl: Kubectl, namespace: str) -> list[str]:
+    listed = kubectl.json("get", "trainingruns", "-n", namespace, "-l", RETRAIN_LABEL)
+    return [item["metadata"]["name"] for item in listed["items"]]
+
+
+def _psi(status: dict[str, Any]) -> dict[str, float]:
+    return {
+        s["feature"]: s["score"]
+        for s in (status.get("drift") or {}).get("scores") or []
+        if s["method"] == "psi" and s["feature"] != "prediction"
+    }
+
+
+@pytest.fixture(scope="module")
+def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[str, Any]:
+    """iris-v1 trained on A, Production, served by a Deployment that monitors and retrains."""
+    namespace = operator_namespace
+    uri = f"s3://{DATA_BUCKET}/loop/iris-a.csv"
+    with ObjectStore(s3.settings()) as store:
+        store.upload(
+            drift_data.csv_bytes(drift_data.sample(600, shifted=False, seed=1)),
+            S3Uri.parse(uri),
+            content_type="text/csv",
+        )
+    manifests: list[dict[str, Any]] = [
+        {
+            "apiVersion": "kubeloop.io/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": "iris-a"},
+            "spec": {"source": {"uri": uri}, "target": "species"},
+        },
+        {
+            "apiVersion": "kubeloop.io/v1alpha1",
+            "kind": "TrainingRun",
+            "metadata": {"name": "iris-a"},
+            "spec": {
+                "datasetRef": {"name": "iris-a"},
+                "modelName": "iris",
+                "estimator": {"name": "LogisticRegression", "params": {"max_iter": 500}},
+                "gates": {
+                    "thresholds": [{"metric": "accuracy", "min": 0.8}],
+                    "champion": {"metric": "accuracy", "minImprovement": 0.0},
+                },
+                "seed": 3,
+            },
+        },
+        {
+            # Production traffic as training data: the log of this Deployment joined with its
+            # feedback labels.
+            "apiVersion": "kubeloop.io/v1alpha1",
+            "kind": "Dataset",
+            "metadata": {"name": "iris-live"},
+            "spec": {
+                "source": {"predictionLog": {"deployment": DEPLOYMENT, "window": "1h"}},
+                "target": "species",
+                "validation": {"minRows": 200},
+            },
+        },
+    ]
+    for manifest in manifests:
+        _apply(kubectl, namespace, manifest)
+    run = wait_until(
+        lambda: (
+            (
+                (s := _get(kubectl, namespace, "trainingruns", "iris-a").get("status") or {}).get(
+                    "modelVersion"
+                )
+                or s.get("phase") == "Failed"
+            )
+            and s
+        ),
+        timeout=300,
+        interval=2,
+        what="iris-v1 to be trained",
+    )
+    assert run.get("modelVersion") == "iris-v1", run
+    wait_until(
+        lambda: (
+            _get(kubectl, namespace, "modelversions", "iris-v1").get("status", {}).get("phase")
+            == "Validated"
+        ),
+        timeout=90,
+        what="iris-v1 to pass its gates",
+    )
+    kubectl.ok(
+        "patch", "modelversion", "iris-v1", "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"stage":"Production"}}',
+    )  # fmt: skip
+    deployment = {
+        "apiVersion": "kubeloop.io/v1alpha1",
+        "kind": "Deployment",
+        "metadata": {"name": DEPLOYMENT},
+        "spec": {
+            "model": {"track": {"model": "iris", "stage": "Production"}},
+            "replicas": 1,
+            "strategy": {
+                "type": "Canary",
+                "canary": {
+                    "steps": [{"weight": 50, "pause": "10s"}, {"weight": 100, "pause": "0s"}],
+                    "scaleDownDelay": "5s",
+                    "analysis": {
+                        "interval": "5s",
+                        "minRequests": 20,
+                        "maxErrorRate": 0.05,
+                        # v1 and v2 predict differently on B on purpose: that is the point.
+                        "maxPredictionDivergence": 1.0,
+                        "minLiveAccuracy": 0.8,
+                        "minFeedback": 20,
+                        "maxInconclusive": 60,
+                    },
+                },
+            },
+            "monitoring": {
+                "methods": ["psi", "ks"],
+                "interval": "5s",
+                "window": "60s",
+                "minSamples": MIN_SAMPLES,
+                "consecutive": 3,
+            },
+            "retrain": {
+                "triggers": ["Drift"],
+                "minDriftedFeatures": 1,
+                "template": "iris-a",
+                "dataset": "iris-live",
+                "cooldown": "1h",
+                "autoPromote": "Production",
+            },
+        },
+    }
+    _apply(kubectl, namespace, deployment)
+    status = wait_until(
+        lambda: (
+            (s := _status(kubectl, namespace)).get("stableVersion") == "iris-v1"
+            and s.get("phase") == "Healthy"
+            and s
+        ),
+        timeout=240,
+        interval=2,
+        what="iris-v1 serving",
+    )
+    service = status["endpoint"].removeprefix("http://").split(".")[0]
+    cluster_ip = _get(kubectl, namespace, "service", service)["spec"]["clusterIP"]
+    return {"url": f"http://{cluster_ip}:80"}
+
+
+def test_drift_retrains_promotes_and_rolls_out_exactly_once(
+    kubectl: Kubectl, operator_namespace: str, serving: dict[str, Any]
+) -> None:
+    namespace = operator_namespace
+    url = serving["url"]
+    a_records = drift_data.records(drift_data.sample(2000, shifted=False, seed=11))
+    b_frame = drift_data.sample(4000, shifted=True, seed=12)
+    b_records, b_truths = drift_data.records(b_frame), list(b_frame["species"])
+
+    # -- A: at least ten verdicts over enough traffic, none of them drift. --
+    checks: dict[str, str] = {}
+    with SteadyLoad(
+        f"{url}/predict", lambda i: {"records": [a_records[i % len(a_records)]]}, rate=RATE
+    ) as load_a:
+        deadline = time.monotonic() + 240
+        while sum(1 for v in checks.values() if v == "NoDrift") < 10:
+            assert time.monotonic() < deadline, f"fewer than 10 drift checks on A: {checks}"
+            status = _status(kubectl, namespace)
+            drift = status.get("drift") or {}
+            if drift.get("evaluatedAt") and drift.get("version") == "iris-v1":
+                checks[drift["evaluatedAt"]] = drift["verdict"]
+                assert drift["verdict"] != "Drifted", drift
+                assert _condition(status, "DriftDetected").get("status") != "True", status
+            time.sleep(1)
+    assert load_a.failures() == [], load_a.failures()[:3]
+    assert _retrain_runs(kubectl, namespace) == []
+    assert "lastRetrain" not in _status(kubectl, namespace)
+
+    # -- B with labels fed back: drift, one retrain (operator killed mid-way), v2 at 100%. --
+    psi_seen: list[tuple[float, float]] = []
+    killed = False
+    switched = time.monotonic()
+    load_b = SteadyLoad(
+        f"{url}/predict",
+        lambda i: {"records": [b_records[i % len(b_records)]]},
+        rate=RATE,
+        feedback=lambda i, request_id: {
+            "request_id": request_id,
+            "label": b_truths[i % len(b_truths)],
+        },
+    )
+    with load_b:
+        deadline = switched + 600
+        while True:
+            assert time.monotonic() < deadline, _status(kubectl, namespace)
+            status = _status(kubectl, namespace)
+            scores = _psi(status)
+            if scores and (status.get("drift") or {}).get("version") == "iris-v1":
+                psi_seen.append((time.monotonic() - switched, max(scores.values())))
+            retrain = status.get("lastRetrain") or {}
+            if not killed and retrain.get("phase") == "RefreshingData":
+                # The verdict is in status, the TrainingRun does not exist yet: kill -9 now.
+                assert _retrain_runs(kubectl, namespace) == []
+                OPERATORS[namespace].kill()
+                time.sleep(2)
+                OPERATORS[namespace].start()
+                killed = True
+            if retrain.get("phase") in ("Succeeded", "Failed", "Rejected"):
+                break
+            time.sleep(1)
+        loop_seconds = time.monotonic() - switched
+        time.sleep(3)
+    assert killed, "the retrain never waited for its data: nothing to kill in between"
+    assert retrain["phase"] == "Succeeded", retrain
+    assert retrain["trigger"] == "Drift" and retrain["modelVersion"] == "iris-v2", retrain
+    assert _retrain_runs(kubectl, namespace) == [retrain["trainingRun"]]
+    assert load_b.failures() == [], load_b.failures()[:3]
+    status = _status(kubectl, namespace)
+    assert status["stableVersion"] == "iris-v2" and status.get("candidateVersion") is None
+    assert [v["weight"] for v in status["versions"] if v["version"] == "iris-v2"] == [100]
+    peak = max(score for _, score in psi_seen)
+    assert peak > 0.2, psi_seen
+
+    # v2 beats v1 on the same fresh (B) test rows the trainer scored both on.
+    v2 = _get(kubectl, namespace, "modelversions", "iris-v2")
+    champion = v2["spec"]["championScore"]
+    assert champion["name"] == "iris-v1", champion
+    assert v2["spec"]["metrics"]["accuracy"] > champion["metrics"]["accuracy"] + 0.3, v2["spec"]
+    assert v2["status"]["phase"] == "Validated" and v2["spec"]["stage"] == "Production"
+    assert v2["spec"]["lineage"]["dataset"] == "iris-live"
+
+    # After the rollout the drift of the new stable version is low.
+    with SteadyLoad(
+        f"{url}/predict", lambda i: {"records": [b_records[-1 - i % len(b_records)]]}, rate=RATE
+    ):
+        after = wait_until(
+            lambda: (
+                (d := _status(kubectl, namespace).get("drift") or {}).get("version") == "iris-v2"
+                and d.get("verdict") in ("NoDrift", "Drifted")
+                and d
+            ),
+            timeout=120,
+            what="a drift verdict on iris-v2",
+        )
+    assert after["verdict"] == "NoDrift", after
+    low = max(s["score"] for s in after["scores"] if s["method"] == "psi")
+    assert low < 0.2 < peak, (low, peak)
+    print(
+        f"\nloop: switch to B -> iris-v2 at 100% in {loop_seconds:.0f} s; "
+        f"peak PSI {peak:.2f} on v1, {low:.3f} on v2"
+    )
