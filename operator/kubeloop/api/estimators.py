@@ -2,9 +2,11 @@
 
 Only estimators named here can be trained: the trainer maps each name to one scikit-learn
 class, and the API server refuses any other name and any parameter the estimator does not
-accept (the CEL rules are generated from :data:`ESTIMATORS`). Parameter *values* are
-checked by the trainer against scikit-learn's own constraints, which know more than a
-schema can say.
+accept (the CEL rules are generated from :data:`ESTIMATORS`). Parameter *values* are checked
+at admission against scikit-learn's own ``_parameter_constraints``, as far as JSON values can
+meet them (:class:`ParamConstraint`, the generated table in
+:mod:`kubeloop.api.estimator_constraints`, the rules in :mod:`kubeloop.api.params`); the
+trainer checks them once more with scikit-learn itself.
 """
 
 from __future__ import annotations
@@ -45,6 +47,35 @@ CLASSIFICATION_METRICS: tuple[str, ...] = get_args(ClassificationMetric)
 REGRESSION_METRICS: tuple[str, ...] = get_args(RegressionMetric)
 GENERAL_METRICS: tuple[str, ...] = get_args(GeneralMetric)
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
+
+
+# scikit-learn's Interval types as JSON sees them: Integral, Real (integers and floats) and
+# RealNotInt (floats only).
+IntervalKind = Literal["integer", "number", "float"]
+Closed = Literal["left", "right", "both", "neither"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers between two bounds: scikit-learn's ``Interval`` constraint (``None`` is unbounded)."""
+
+    kind: IntervalKind
+    left: int | float | None
+    right: int | float | None
+    closed: Closed
+
+
+@dataclass(frozen=True)
+class ParamConstraint:
+    """The values one estimator parameter accepts, any alternative will do.
+
+    Only what a manifest can hold (numbers, strings, booleans) is kept from scikit-learn's
+    constraints: ``None``, dicts, arrays and Python objects are no parameter values here.
+    """
+
+    intervals: tuple[Interval, ...] = ()
+    options: tuple[str, ...] = ()
+    boolean: bool = False
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,12 @@ class CelRule:
     values are free-form (estimator parameters are numbers, strings or booleans), so such
     rules become a ValidatingAdmissionPolicy instead. A policy rule is declared on a kind's
     spec model and written against ``object.spec``, as admission policies see the object.
+
+    A message that depends on the object (which field, which value) is ``message_expression``,
+    CEL returning the message the API server shows, with ``explain`` its Python twin building
+    the same words offline. Both start with ``message``, which is also what the API server
+    says should the expression fail. ``variables`` are (name, CEL) pairs a policy rule and its
+    message expression read as ``variables.<name>``, so a long computation is written once.
     """
 
     rule: str
@@ -46,13 +52,24 @@ class CelRule:
     holds: Callable[[Any], bool] | None
     field_path: str | None = None
     scope: Literal["schema", "policy"] = "schema"
+    message_expression: str | None = None
+    explain: Callable[[Any], str] | None = None
+    variables: tuple[tuple[str, str], ...] = ()
 
     def as_schema(self) -> dict[str, str]:
         """Render the rule as one entry of ``x-kubernetes-validations``."""
+        if self.variables:
+            raise ValueError(f"{self.message!r}: only admission policy rules have variables")
         entry = {"rule": self.rule, "message": self.message}
+        if self.message_expression is not None:
+            entry["messageExpression"] = self.message_expression
         if self.field_path is not None:
             entry["fieldPath"] = self.field_path
         return entry
+
+    def failure(self, model: Any) -> str:
+        """What to say when the rule does not hold for ``model``."""
+        return self.explain(model) if self.explain is not None else self.message
 
 
 class KubeloopModel(BaseModel):
@@ -78,7 +95,7 @@ class KubeloopModel(BaseModel):
     def _check_cel_rules(self) -> Self:
         for rule in type(self).cel_rules:
             if rule.holds is not None and not rule.holds(self):
-                raise ValueError(rule.message)
+                raise ValueError(rule.failure(self))
         return self
 
     @classmethod

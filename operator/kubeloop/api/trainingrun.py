@@ -40,6 +40,21 @@ from kubeloop.api.meta import (
     object_default_field,
     observed_generation_field,
 )
+from kubeloop.api.params import (
+    PARAMS_MESSAGE,
+    PARAMS_VARIABLE,
+    RANGE_VARIABLE,
+    SPACE_MESSAGE,
+    VALUES_VARIABLE,
+    cel_message,
+    cel_param_problems,
+    cel_range_problems,
+    cel_rule,
+    cel_values_problems,
+    explain,
+    param_problems,
+    space_problems,
+)
 
 TrainingRunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
@@ -71,7 +86,8 @@ class Estimator(KubeloopModel):
         default=None,
         description=(
             "Constructor parameters in scikit-learn's own names, e.g. {n_estimators: 200}. "
-            "Values are checked against scikit-learn's constraints by the trainer."
+            "Values must meet scikit-learn's constraints (type, range, options); the API "
+            "server refuses those that do not, naming the parameter."
         ),
         json_schema_extra={"maxProperties": 32},
     )
@@ -259,6 +275,35 @@ class TrainingRunSpec(KubeloopModel):
             holds=lambda s: (
                 s.search is None
                 or all((p.values is None) != (p.range is None) for p in s.search.space.values())
+            ),
+            scope="policy",
+        ),
+        # Values against scikit-learn's constraints (kubeloop.api.params); after the name
+        # rules, so an unknown parameter is reported as such.
+        CelRule(
+            rule=cel_rule(PARAMS_VARIABLE),
+            message=PARAMS_MESSAGE,
+            message_expression=cel_message(PARAMS_MESSAGE, PARAMS_VARIABLE),
+            variables=((PARAMS_VARIABLE, cel_param_problems("object.spec")),),
+            holds=lambda s: not param_problems(s.estimator.name, s.estimator.params or {}),
+            explain=lambda s: explain(
+                PARAMS_MESSAGE, param_problems(s.estimator.name, s.estimator.params or {})
+            ),
+            scope="policy",
+        ),
+        CelRule(
+            rule=cel_rule(VALUES_VARIABLE, RANGE_VARIABLE),
+            message=SPACE_MESSAGE,
+            message_expression=cel_message(SPACE_MESSAGE, VALUES_VARIABLE, RANGE_VARIABLE),
+            variables=(
+                (VALUES_VARIABLE, cel_values_problems("object.spec")),
+                (RANGE_VARIABLE, cel_range_problems("object.spec")),
+            ),
+            holds=lambda s: (
+                s.search is None or not space_problems(s.estimator.name, s.search.space)
+            ),
+            explain=lambda s: explain(
+                SPACE_MESSAGE, space_problems(s.estimator.name, s.search.space)
             ),
             scope="policy",
         ),

@@ -4,6 +4,8 @@ The API server types CRD validation rules from the schema and leaves out fields 
 are free-form, so a rule that reads estimator parameters cannot compile there. Admission
 policies see the object untyped where it is untyped, so those rules (``CelRule`` with
 ``scope="policy"``) are enforced by one ValidatingAdmissionPolicy per kind, bound to deny.
+A rule's ``message_expression`` becomes the validation's ``messageExpression``, and the
+``variables`` of all its rules the policy's ``variables`` (each name defined once).
 """
 
 from __future__ import annotations
@@ -29,12 +31,25 @@ def policy_name(info: KindInfo) -> str:
     return f"kubeloop-{info.singular}-rules"
 
 
+def _validation(rule: CelRule) -> dict[str, str]:
+    validation = {"expression": rule.rule, "message": rule.message}
+    if rule.message_expression is not None:
+        validation["messageExpression"] = rule.message_expression
+    validation["reason"] = "Invalid"
+    return validation
+
+
 def build_policies(info: KindInfo) -> list[dict[str, Any]]:
     """The policy and its binding for ``info``; empty when the kind has no policy rules."""
     rules = policy_rules(info)
     if not rules:
         return []
     name = policy_name(info)
+    variables: dict[str, str] = {}
+    for rule in rules:
+        for variable, expression in rule.variables:
+            if variables.setdefault(variable, expression) != expression:
+                raise ValueError(f"{info.kind}: policy variable {variable!r} is defined twice")
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -51,10 +66,12 @@ def build_policies(info: KindInfo) -> list[dict[str, Any]]:
                     }
                 ]
             },
-            "validations": [
-                {"expression": rule.rule, "message": rule.message, "reason": "Invalid"}
-                for rule in rules
-            ],
+            **(
+                {"variables": [{"name": n, "expression": e} for n, e in variables.items()]}
+                if variables
+                else {}
+            ),
+            "validations": [_validation(rule) for rule in rules],
         },
     }
     binding = {
