@@ -219,10 +219,8 @@ def test_a_validated_version_is_promoted_then_followed_until_it_serves() -> None
     canary = _status(
         last_retrain=rolling.record, candidate_version="iris-v2", message="canary step 1: 10%"
     )
-    assert (
-        decide_retrain(_inputs(spec, canary, run=run, model_version=production)).record.phase
-        == "RollingOut"
-    )  # type: ignore[union-attr]
+    still = decide_retrain(_inputs(spec, canary, run=run, model_version=production)).record
+    assert still is not None and still.phase == "RollingOut"
     serving = DeploymentStatus(stable_version="iris-v2", last_retrain=rolling.record)
     finished = decide_retrain(_inputs(spec, serving, run=run, model_version=production)).record
     assert finished is not None and finished.phase == "Succeeded"

@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from scipy import special
 
+from kubeloop.analysis.stats import js_divergence
 from kubeloop.api.deployment import DriftMethod
 
 EPSILON: Final = 1e-4
@@ -82,14 +83,14 @@ def psi(baseline: Counts, live: Counts) -> float:
 
 
 def js_distance(baseline: Counts, live: Counts) -> float:
-    """Jensen-Shannon distance, base 2 (0: same distribution, 1: disjoint)."""
-    p, q = _pair(baseline, live)
-    m = (p + q) / 2
-    divergence = 0.0
-    for side in (p, q):
-        mask = side > 0
-        divergence += 0.5 * float(np.sum(side[mask] * np.log2(side[mask] / m[mask])))
-    return math.sqrt(max(0.0, min(1.0, divergence)))
+    """Jensen-Shannon distance, base 2 (0: same distribution, 1: disjoint): the square root
+    of the divergence the canary analysis uses on prediction distributions."""
+    _pair(baseline, live)  # the same checks as every measure here
+
+    def keyed(counts: Counts) -> dict[str, float]:
+        return {str(index): float(count) for index, count in enumerate(counts)}
+
+    return math.sqrt(js_divergence(keyed(baseline), keyed(live)))
 
 
 def ks_statistic(baseline: Counts, live: Counts) -> float:

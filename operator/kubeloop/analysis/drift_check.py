@@ -33,8 +33,8 @@ from kubeloop.api.deployment import (
     FeatureDrift,
     Monitoring,
 )
+from kubeloop.api.modelversion import OTHER_CATEGORY, spell_category
 
-OTHER_CATEGORY: Final = "__other__"
 PREDICTION: Final = "prediction"
 Kind = Literal["numeric", "categorical"]
 
@@ -58,15 +58,6 @@ class Baseline:
     prediction: FeatureBaseline | None = None
 
 
-def _spell(value: object) -> str:
-    """A profile value as the model (and the server's counters) spell it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _numeric_baseline(column: Mapping[str, Any]) -> FeatureBaseline | None:
     edges = column.get("binEdges") or []
     counts = column.get("binCounts") or []
@@ -86,7 +77,7 @@ def _categorical_baseline(column: Mapping[str, Any]) -> FeatureBaseline | None:
         return None
     categories: dict[str, float] = {}
     for entry in frequencies:
-        key = _spell(entry.get("value"))
+        key = spell_category(entry.get("value"))
         categories[key] = categories.get(key, 0.0) + float(entry.get("count") or 0)
     other = (column.get("other") or {}).get("count") or 0
     categories[OTHER_CATEGORY] = categories.get(OTHER_CATEGORY, 0.0) + float(other)

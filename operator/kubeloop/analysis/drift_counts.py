@@ -26,11 +26,12 @@ contributes nothing. Each of these keeps every count a real observation of the w
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
+
+from kubeloop.analysis.exposition import bucket_bound
 
 PREFIX: Final = "kubeloop_serve_"
 FEATURE_BUCKET: Final = PREFIX + "feature_value_bucket"
@@ -97,10 +98,6 @@ def _unescape(value: str) -> str:
     return re.sub(r'\\[\\"n]', lambda m: _ESCAPES[m.group(0)], value)
 
 
-def _bound(text: str) -> float:
-    return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
-
-
 def parse_drift_counts(text: str, *, version: str, model: str | None = None) -> DriftCounts:
     """The drift series of ``version`` (and ``model``) on one ``/metrics`` page.
 
@@ -131,7 +128,7 @@ def parse_drift_counts(text: str, *, version: str, model: str | None = None) -> 
             raise ValueError(f"unreadable metrics line: {line[:200]}") from None
         if name == FEATURE_BUCKET:
             buckets.setdefault(labels.get("feature", ""), []).append(
-                (_bound(labels.get("le", "+Inf")), value)
+                (bucket_bound(labels.get("le", "+Inf")), value)
             )
         elif name == FEATURE_CATEGORY:
             per_feature = categorical.setdefault(labels.get("feature", ""), {})
@@ -141,7 +138,7 @@ def parse_drift_counts(text: str, *, version: str, model: str | None = None) -> 
             label = labels.get("label", "")
             labels_seen[label] = labels_seen.get(label, 0.0) + value
         elif name == PREDICTION_BUCKET:
-            value_buckets.append((_bound(labels.get("le", "+Inf")), value))
+            value_buckets.append((bucket_bound(labels.get("le", "+Inf")), value))
         elif name == FEEDBACK:
             outcome = labels.get("outcome")
             if outcome == "correct":
@@ -251,15 +248,18 @@ def pod_window(before: DriftCounts | None, after: DriftCounts) -> DriftCounts:
     )
 
 
-def _add_bins(total: dict[str, list[float]], feature: str, bins: Bins) -> None:
-    current = total.get(feature)
+def _add_bins(current: list[float] | None, bins: Bins) -> list[float]:
+    """``current`` plus ``bins`` (a copy of ``bins`` when there is nothing yet).
+
+    Bins of another length come from a server configured with another profile (a version
+    cannot change its profile): left out rather than misaligned.
+    """
     if current is None:
-        total[feature] = list(bins)
-    elif len(current) == len(bins):
+        return list(bins)
+    if len(current) == len(bins):
         for index, count in enumerate(bins):
             current[index] += count
-    # Bins of another length come from a server configured with another profile (a
-    # version cannot change its profile): left out rather than misaligned.
+    return current
 
 
 def total(windows: Iterable[DriftCounts]) -> DriftCounts:
@@ -267,11 +267,11 @@ def total(windows: Iterable[DriftCounts]) -> DriftCounts:
     numeric: dict[str, list[float]] = {}
     categorical: dict[str, dict[str, float]] = {}
     labels: dict[str, float] = {}
-    values: dict[str, list[float]] = {}
+    values: list[float] | None = None
     correct = incorrect = abs_sum = abs_count = 0.0
     for window in windows:
         for feature, bins in window.numeric.items():
-            _add_bins(numeric, feature, bins)
+            numeric[feature] = _add_bins(numeric.get(feature), bins)
         for feature, counts in window.categorical.items():
             per_feature = categorical.setdefault(feature, {})
             for category, count in counts.items():
@@ -279,7 +279,7 @@ def total(windows: Iterable[DriftCounts]) -> DriftCounts:
         for label, count in window.predicted_labels.items():
             labels[label] = labels.get(label, 0.0) + count
         if window.predicted_values is not None:
-            _add_bins(values, "", window.predicted_values)
+            values = _add_bins(values, window.predicted_values)
         correct += window.correct
         incorrect += window.incorrect
         abs_sum += window.abs_error_sum
@@ -288,7 +288,7 @@ def total(windows: Iterable[DriftCounts]) -> DriftCounts:
         numeric={feature: tuple(bins) for feature, bins in numeric.items()},
         categorical=categorical,
         predicted_labels=labels,
-        predicted_values=tuple(values[""]) if "" in values else None,
+        predicted_values=tuple(values) if values is not None else None,
         correct=correct,
         incorrect=incorrect,
         abs_error_sum=abs_sum,

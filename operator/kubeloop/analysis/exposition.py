@@ -131,7 +131,7 @@ def parse_pod_metrics(text: str, *, version: str, model: str | None = None) -> P
                 requests[key] = requests.get(key, 0.0) + value
             elif name == f"{DURATION}_bucket":
                 endpoint = labels.get("endpoint", "")
-                bound = _bound(labels.get("le", "+Inf"))
+                bound = bucket_bound(labels.get("le", "+Inf"))
                 per_endpoint = buckets.setdefault(endpoint, {})
                 per_endpoint[bound] = per_endpoint.get(bound, 0.0) + value
             elif name == f"{DURATION}_count":
@@ -144,7 +144,7 @@ def parse_pod_metrics(text: str, *, version: str, model: str | None = None) -> P
                 label = labels.get("label", "")
                 predictions[label] = predictions.get(label, 0.0) + value
             elif name == f"{PREDICTION_VALUE}_bucket":
-                bound = _bound(labels.get("le", "+Inf"))
+                bound = bucket_bound(labels.get("le", "+Inf"))
                 value_buckets[bound] = value_buckets.get(bound, 0.0) + value
                 has_values = True
             elif name == f"{PREDICTION_VALUE}_count":
@@ -177,5 +177,6 @@ def parse_pod_metrics(text: str, *, version: str, model: str | None = None) -> P
     )
 
 
-def _bound(text: str) -> float:
+def bucket_bound(text: str) -> float:
+    """A histogram bucket's ``le`` as a number (``+Inf`` is infinity)."""
     return math.inf if text in ("+Inf", "Inf", "inf") else float(text)

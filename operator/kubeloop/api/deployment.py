@@ -501,6 +501,7 @@ class Monitoring(KubeloopModel):
 
 
 RetrainTrigger = Literal["Drift", "Accuracy", "Schedule"]
+RetrainCause = Literal["Drift", "Accuracy", "Schedule", "Manual"]
 _CRON_FIELD = r"[0-9*/,-]+"
 CRON_PATTERN = rf"^{_CRON_FIELD} {_CRON_FIELD} {_CRON_FIELD} {_CRON_FIELD} {_CRON_FIELD}$"
 
@@ -786,9 +787,7 @@ class RetrainRecord(KubeloopModel):
 
     name: str = Field(description="Retrain name, <deployment>-retrain-<number>; also the run's.")
     number: int = Field(ge=1, description="How many retrains this Deployment started.")
-    trigger: Literal["Drift", "Accuracy", "Schedule", "Manual"] = Field(
-        description="What started it."
-    )
+    trigger: RetrainCause = Field(description="What started it.")
     reason: str = Field(description="Why, with the numbers the trigger saw.")
     request: str | None = Field(
         default=None, description="spec.retrain.request value handled (Manual, and since)."

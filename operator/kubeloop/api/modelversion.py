@@ -35,6 +35,20 @@ from kubeloop.api.trainingrun import Gates
 Stage = Literal["None", "Staging", "Production", "Archived"]
 ModelVersionPhase = Literal["Pending", "Validated", "Rejected"]
 FeatureType = Literal["number", "integer", "category", "boolean"]
+OTHER_CATEGORY = "__other__"
+"""Where the server counts a category it was not told about (and a label not in the signature)."""
+
+
+def spell_category(value: object) -> str:
+    """A category as the model sees it: booleans as true/false, anything else as its text.
+
+    The server counts profile categories by this spelling and the drift monitor reads the
+    profile's baseline by it, so the two always name a category the same way.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
 
 _IMMUTABLE = CelRule(
     rule="self == oldSelf", message="is immutable once the ModelVersion exists", holds=None

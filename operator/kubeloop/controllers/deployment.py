@@ -69,6 +69,7 @@ from kubeloop.resources.deployment import (
 from kubeloop.settings import OperatorSettings
 from kubeloop.status.deployment import (
     AnalysisRequest,
+    Event,
     KnownVersion,
     RolloutInputs,
     VersionReadiness,
@@ -118,6 +119,12 @@ class _Memory:
     baseline_key: str = ""
     baselines: dict[str, dict[str, PodMetrics]] = field(default_factory=dict)
     baseline_at: float = 0.0
+
+
+def _selector(owner: Owner, version: str) -> str:
+    """The label selector of one version's pods (and of its Service's EndpointSlices, which
+    carry the Service's labels)."""
+    return ",".join(f"{k}={v}" for k, v in version_selector(owner, version).items())
 
 
 class DeploymentController:
@@ -244,8 +251,7 @@ class DeploymentController:
         return readiness, router
 
     def _pods(self, owner: Owner, version: str) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in version_selector(owner, version).items())
-        return self._adapter.list_objects("v1", "Pod", owner.namespace, selector)
+        return self._adapter.list_objects("v1", "Pod", owner.namespace, _selector(owner, version))
 
     def _scrape(
         self, owner: Owner, version: str, known: KnownVersion, logger: Logger
@@ -418,9 +424,7 @@ class DeploymentController:
                 ),
             )
             self._apply(owner, deployment, children, memory, now)
-            events: list[tuple[str, str, str]] = [
-                (e.type, e.reason, e.message) for e in decision.events
-            ]
+            events = list(decision.events)
             events += self._monitor(
                 owner,
                 deployment,
@@ -444,9 +448,9 @@ class DeploymentController:
             # A merge patch keeps keys it does not mention: clear the ones that went away.
             patch.status.update({key: None for key in old_status if key not in new_status})
             patch.status.update(new_status)
-            for type_, reason, message in events:
-                kopf.event(body, type=type_, reason=reason, message=message[:1000])
-                logger.info("%s: %s", reason, message)
+            for event in events:
+                kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1000])
+                logger.info("%s: %s", event.reason, event.message)
             return decision.requeue_after
 
     # -- drift --
@@ -462,7 +466,7 @@ class DeploymentController:
         now: datetime,
         generation: int | None,
         logger: Logger,
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[Event]:
         """Run a drift check of the stable version when one is due; its Events."""
         monitoring = deployment.spec.monitoring
         stable = status.stable_version
@@ -489,11 +493,7 @@ class DeploymentController:
             "discovery.k8s.io/v1",
             "EndpointSlice",
             owner.namespace,
-            ",".join(
-                f"{k}={v}"
-                for k, v in version_selector(owner, stable).items()
-                if k != COMPONENT_LABEL
-            ),
+            _selector(owner, stable),
         )
         targets = ready_endpoint_targets(slices, version_object_name(owner.name, stable), PORT_NAME)
         version = known[stable]
@@ -527,8 +527,10 @@ class DeploymentController:
                 samples=drift.samples,
                 live_accuracy=drift.live_accuracy,
             )
-        logger.info("drift of %s: %s (%s)", stable, drift.verdict, drift.message)
-        return [(e.type, e.reason, e.message) for e in events]
+        logger.info(
+            "drift of %s over %d pods: %s (%s)", stable, drift.pods, drift.verdict, drift.message
+        )
+        return events
 
     def _apply(
         self,

@@ -94,7 +94,7 @@ class DriftMonitor:
         self._store = store
         self._lock = threading.Lock()
         self._memory: dict[tuple[str, str], _VersionMemory] = {}
-        self._profiles: dict[str, dict[str, Any] | None] = {}
+        self._profiles: dict[str, dict[str, Any]] = {}
 
     def forget(self, uid: str) -> None:
         """Drop every window of one Deployment (it was deleted)."""
@@ -113,17 +113,21 @@ class DriftMonitor:
         """The profile.json at ``uri`` (read once; None when it cannot be read)."""
         if uri is None or self._store is None:
             return None
-        if uri in self._profiles and self._profiles[uri] is not None:
+        if uri in self._profiles:
             return self._profiles[uri]
         buffer = io.BytesIO()
         try:
             self._store.download(uri, buffer)
             loaded = json.loads(buffer.getvalue())
         except (StorageError, ValueError) as exc:
+            # Not remembered: S3 may answer at the next check.
             logger.warning("training profile %s unreadable: %s", uri, exc)
             return None
-        self._profiles[uri] = loaded if isinstance(loaded, dict) else None
-        return self._profiles[uri]
+        if not isinstance(loaded, dict):
+            logger.warning("training profile %s is not a JSON object", uri)
+            return None
+        self._profiles[uri] = loaded
+        return loaded
 
     def check(
         self,

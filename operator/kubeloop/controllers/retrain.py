@@ -12,7 +12,7 @@ retrain exactly-once across operator restarts together with its deterministic na
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubeloop import API_GROUP
@@ -20,6 +20,7 @@ from kubeloop.api.deployment import Deployment, DeploymentStatus
 from kubeloop.controllers.common import Logger
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.retrain import build_retrain_run
+from kubeloop.status.deployment import Event, parse_timestamp
 from kubeloop.status.retrain import (
     TERMINAL,
     CreateTrainingRun,
@@ -42,11 +43,20 @@ class RetrainController:
     def __init__(self, adapter: KubernetesAdapter) -> None:
         self._adapter = adapter
 
-    def _dataset(self, namespace: str, name: str | None) -> DatasetView | None:
-        body = self._adapter.get_custom("datasets", namespace, name) if name else None
-        if body is None or name is None:
+    def _read(
+        self, plural: str, namespace: str, name: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """A kubeloop object's (spec, status), or None when unnamed or absent."""
+        body = self._adapter.get_custom(plural, namespace, name) if name else None
+        if body is None:
             return None
-        status = body.get("status") or {}
+        return body.get("spec") or {}, body.get("status") or {}
+
+    def _dataset(self, namespace: str, name: str | None) -> DatasetView | None:
+        found = self._read("datasets", namespace, name)
+        if found is None or name is None:
+            return None
+        status = found[1]
         return DatasetView(
             name=name,
             version=status.get("version"),
@@ -56,10 +66,10 @@ class RetrainController:
         )
 
     def _run(self, namespace: str, name: str | None) -> RunView | None:
-        body = self._adapter.get_custom("trainingruns", namespace, name) if name else None
-        if body is None or name is None:
+        found = self._read("trainingruns", namespace, name)
+        if found is None or name is None:
             return None
-        status = body.get("status") or {}
+        status = found[1]
         return RunView(
             name=name,
             phase=str(status.get("phase") or "Pending"),
@@ -68,14 +78,14 @@ class RetrainController:
         )
 
     def _version(self, namespace: str, name: str | None) -> VersionView | None:
-        body = self._adapter.get_custom("modelversions", namespace, name) if name else None
-        if body is None or name is None:
+        found = self._read("modelversions", namespace, name)
+        if found is None or name is None:
             return None
-        status = body.get("status") or {}
+        spec, status = found
         return VersionView(
             name=name,
             phase=str(status.get("phase") or "Pending"),
-            stage=str((body.get("spec") or {}).get("stage") or "None"),
+            stage=str(spec.get("stage") or "None"),
             message=str(status.get("message") or ""),
         )
 
@@ -88,7 +98,7 @@ class RetrainController:
         created: str | None,
         now: datetime,
         logger: Logger,
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[Event]:
         """Advance the retrain policy one step; writes into ``status``, returns Events."""
         policy = deployment.spec.retrain
         if policy is None:
@@ -110,7 +120,7 @@ class RetrainController:
             spec=deployment.spec,
             status=status,
             now=now,
-            created=_created(created, now),
+            created=parse_timestamp(created) if created else now,
             dataset=self._dataset(namespace, dataset_name),
             run=run,
             model_version=model_version,
@@ -130,7 +140,7 @@ class RetrainController:
         self._act(decision, template, namespace, name, logger)
         status.last_retrain = decision.record
         status.last_scheduled_retrain = decision.last_scheduled
-        return [(e.type, e.reason, e.message) for e in decision.events]
+        return decision.events
 
     def _act(
         self,
@@ -169,9 +179,3 @@ class RetrainController:
                     "modelversions", namespace, action.model_version, {"stage": action.stage}
                 )
                 logger.info("promoted %s to %s", action.model_version, action.stage)
-
-
-def _created(text: str | None, now: datetime) -> datetime:
-    if not text:
-        return now
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

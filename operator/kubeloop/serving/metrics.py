@@ -34,10 +34,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from kubeloop.api.modelversion import Signature
+from kubeloop.api.modelversion import OTHER_CATEGORY, Signature, spell_category
 
 PREFIX: Final = "kubeloop_serve_"
-OTHER_CATEGORY: Final = "__other__"
 LATENCY_BUCKETS: Final = (
     0.0005,
     0.001,
@@ -220,7 +219,7 @@ class ServeMetrics(Collector):
                 if spec.type == "boolean":
                     categories = ["false", "true"]
                 elif known.get("frequencies"):
-                    categories = [_spell(f.get("value")) for f in known["frequencies"]]
+                    categories = [spell_category(f.get("value")) for f in known["frequencies"]]
                 else:
                     categories = list(spec.categories or [])
                 categorical.append(_CategoricalFeature(spec.name, categories))
@@ -471,10 +470,3 @@ def _profile_columns(profile: dict[str, Any] | None) -> dict[str, dict[str, Any]
         for column in profile["columns"]
         if isinstance(column, dict) and "name" in column
     }
-
-
-def _spell(value: object) -> str:
-    """A profile category as the model sees it (booleans as true/false, numbers as text)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -19,24 +19,14 @@ counting instead of waiting ``consecutive`` checks again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kubeloop.analysis.drift_check import DriftEvaluation
 from kubeloop.api.deployment import DeploymentStatus, DriftStatus, Monitoring
 from kubeloop.api.meta import ConditionStatus
 from kubeloop.status.conditions import condition, set_condition
+from kubeloop.status.deployment import Event
 
 DRIFT_CONDITION = "DriftDetected"
 MAX_SCORES = 4000
-
-
-@dataclass(frozen=True)
-class DriftEvent:
-    """An Event to post about drift."""
-
-    type: str
-    reason: str
-    message: str
 
 
 def next_drift(
@@ -83,7 +73,7 @@ def apply_drift(
     *,
     now: str,
     generation: int | None,
-) -> list[DriftEvent]:
+) -> list[Event]:
     """Write ``drift`` and the DriftDetected condition into ``status``; the Events to post."""
     was = condition(status.conditions, DRIFT_CONDITION)
     detected = drift_detected(drift, monitoring)
@@ -115,11 +105,11 @@ def apply_drift(
         now=now,
         generation=generation,
     )
-    events: list[DriftEvent] = []
+    events: list[Event] = []
     if state == "True" and (was is None or was.status != "True"):
-        events.append(DriftEvent("Warning", "DriftDetected", f"{drift.version}: {message}"))
+        events.append(Event("Warning", "DriftDetected", f"{drift.version}: {message}"))
     elif state == "False" and was is not None and was.status == "True":
-        events.append(DriftEvent("Normal", "DriftResolved", f"{drift.version}: {message}"))
+        events.append(Event("Normal", "DriftResolved", f"{drift.version}: {message}"))
     return events
 
 

@@ -34,22 +34,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from kubeloop.analysis.drift_check import PREDICTION
 from kubeloop.api.deployment import (
     DeploymentSpec,
     DeploymentStatus,
+    DriftStatus,
     FeatureDrift,
+    RetrainCause,
     RetrainPolicy,
     RetrainRecord,
 )
 from kubeloop.api.meta import duration_seconds
 from kubeloop.resources.retrain import retrain_name
 from kubeloop.status.cron import latest_fire, parse_schedule
+from kubeloop.status.deployment import Event, EventType, parse_timestamp, timestamp
 from kubeloop.status.drift import drift_detected
 
 TERMINAL = ("Succeeded", "Rejected", "Failed")
 # A Dataset refresh is one profiling Job (deadline 30 min); past this the retrain gives up.
 REFRESH_TIMEOUT_SECONDS = 35 * 60
-Trigger = Literal["Drift", "Accuracy", "Schedule", "Manual"]
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,6 @@ Action = RefreshDataset | CreateTrainingRun | Promote
 
 
 @dataclass(frozen=True)
-class RetrainEvent:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class RetrainInputs:
     """Everything one step of the retrain policy looks at."""
 
@@ -144,20 +140,12 @@ class RetrainDecision:
     record: RetrainRecord | None
     last_scheduled: str | None
     actions: list[Action] = field(default_factory=list)
-    events: list[RetrainEvent] = field(default_factory=list)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _since(text: str, now: datetime) -> float:
-    return (now - datetime.fromisoformat(text.replace("Z", "+00:00"))).total_seconds()
+    events: list[Event] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class _Trigger:
-    kind: Trigger
+    kind: RetrainCause
     reason: str
     drift: list[FeatureDrift] = field(default_factory=list)
     scheduled_for: str | None = None
@@ -167,59 +155,74 @@ def _words(scores: list[FeatureDrift]) -> str:
     return ", ".join(f"{s.feature} {s.method}={s.score:.3g}" for s in scores[:5])
 
 
-def _trigger(inputs: RetrainInputs, policy: RetrainPolicy) -> _Trigger | None:
-    """The first trigger that holds now, if any."""
-    status, record = inputs.status, inputs.status.last_retrain
-    handled_request = record.request if record is not None else None
-    if policy.request is not None and policy.request != handled_request:
-        return _Trigger("Manual", f"spec.retrain.request is {policy.request!r}")
-    cooled = record is None or _since(record.started_at, inputs.now) >= duration_seconds(
-        policy.cooldown
+def _since(text: str, now: datetime) -> float:
+    return (now - parse_timestamp(text)).total_seconds()
+
+
+def _drift_trigger(
+    inputs: RetrainInputs, policy: RetrainPolicy, drift: DriftStatus
+) -> _Trigger | None:
+    if not drift_detected(drift, inputs.spec.monitoring):
+        return None
+    if drift.drifted_features < policy.min_drifted_features:
+        return None
+    flagged = [s for s in drift.scores if s.drifted and s.feature != PREDICTION]
+    reason = (
+        f"drift detected on {drift.version}: {drift.drifted_features} features over "
+        f"{drift.consecutive} checks ({_words(flagged)})"
     )
-    drift = status.drift
-    stable = status.stable_version
-    monitored = drift is not None and drift.version == stable and stable is not None
-    schedule_time: str | None = None
-    if "Schedule" in policy.triggers and policy.schedule is not None:
-        try:
-            fire = latest_fire(parse_schedule(policy.schedule), inputs.now)
-        except ValueError:
-            fire = None  # the controller reports the schedule error; nothing fires
-        last = status.last_scheduled_retrain or _stamp(inputs.created)
-        if fire is not None and _since(last, fire) > 0:
-            schedule_time = _stamp(fire)
-    if not cooled:
-        return None  # a due schedule time stays due until the cooldown ends
-    if "Drift" in policy.triggers and monitored and drift is not None:
-        spec_monitoring = inputs.spec.monitoring
-        flagged = [s for s in drift.scores if s.drifted and s.feature != "prediction"]
-        if (
-            drift_detected(drift, spec_monitoring)
-            and drift.drifted_features >= policy.min_drifted_features
-        ):
-            reason = (
-                f"drift detected on {stable}: {drift.drifted_features} features over "
-                f"{drift.consecutive} checks ({_words(flagged)})"
-            )
-            return _Trigger("Drift", reason, flagged[:20])
-    if (
-        "Accuracy" in policy.triggers
-        and monitored
-        and drift is not None
-        and policy.min_live_accuracy is not None
-        and drift.live_accuracy is not None
-        and drift.feedback >= policy.min_feedback
-        and drift.live_accuracy < policy.min_live_accuracy
+    return _Trigger("Drift", reason, flagged[:20])
+
+
+def _accuracy_trigger(policy: RetrainPolicy, drift: DriftStatus) -> _Trigger | None:
+    floor, accuracy = policy.min_live_accuracy, drift.live_accuracy
+    if floor is None or accuracy is None or drift.feedback < policy.min_feedback:
+        return None
+    if accuracy >= floor:
+        return None
+    reason = (
+        f"live accuracy of {drift.version} is {accuracy:.3f} over {drift.feedback} labels, "
+        f"below {floor:g}"
+    )
+    return _Trigger("Accuracy", reason)
+
+
+def _schedule_trigger(inputs: RetrainInputs, policy: RetrainPolicy) -> _Trigger | None:
+    """The latest schedule time not handled yet (missed ones are not replayed)."""
+    if policy.schedule is None:
+        return None
+    try:
+        fire = latest_fire(parse_schedule(policy.schedule), inputs.now)
+    except ValueError:
+        return None  # the admission pattern lets field ranges through; nothing fires
+    last = inputs.status.last_scheduled_retrain or timestamp(inputs.created)
+    if fire is None or _since(last, fire) <= 0:
+        return None
+    when = timestamp(fire)
+    return _Trigger("Schedule", f"schedule {policy.schedule!r} at {when}", scheduled_for=when)
+
+
+def _trigger(inputs: RetrainInputs, policy: RetrainPolicy) -> _Trigger | None:
+    """The first trigger that holds now, if any: Manual, then Drift, Accuracy, Schedule."""
+    status, record = inputs.status, inputs.status.last_retrain
+    if policy.request is not None and policy.request != (record.request if record else None):
+        return _Trigger("Manual", f"spec.retrain.request is {policy.request!r}")
+    if record is not None and _since(record.started_at, inputs.now) < duration_seconds(
+        policy.cooldown
     ):
-        reason = (
-            f"live accuracy of {stable} is {drift.live_accuracy:.3f} over {drift.feedback} "
-            f"labels, below {policy.min_live_accuracy:g}"
+        return None  # a due schedule time stays due until the cooldown ends
+    drift = status.drift
+    if (
+        drift is not None
+        and status.stable_version is not None
+        and drift.version == status.stable_version
+    ):
+        found = ("Drift" in policy.triggers and _drift_trigger(inputs, policy, drift)) or (
+            "Accuracy" in policy.triggers and _accuracy_trigger(policy, drift)
         )
-        return _Trigger("Accuracy", reason)
-    if schedule_time is not None:
-        reason = f"schedule {policy.schedule!r} at {schedule_time}"
-        return _Trigger("Schedule", reason, scheduled_for=schedule_time)
-    return None
+        if found:
+            return found
+    return _schedule_trigger(inputs, policy) if "Schedule" in policy.triggers else None
 
 
 def _start(inputs: RetrainInputs, policy: RetrainPolicy, trigger: _Trigger) -> RetrainDecision:
@@ -241,12 +244,12 @@ def _start(inputs: RetrainInputs, policy: RetrainPolicy, trigger: _Trigger) -> R
         phase="RefreshingData" if policy.refresh_dataset else "Training",
         message="",
         dataset=dataset.name if dataset else None,
-        started_at=_stamp(inputs.now),
+        started_at=timestamp(inputs.now),
     )
     decision = RetrainDecision(
         record=record,
         last_scheduled=trigger.scheduled_for or inputs.status.last_scheduled_retrain,
-        events=[RetrainEvent("Normal", "RetrainStarted", f"{name}: {trigger.reason}")],
+        events=[Event("Normal", "RetrainStarted", f"{name}: {trigger.reason}")],
     )
     if inputs.run is not None and inputs.run.name == name:
         # The operator created this run and died before writing the record: adopt it.
@@ -263,9 +266,9 @@ def _finish(
     message: str,
     now: datetime,
 ) -> RetrainDecision:
-    record.phase, record.message, record.finished_at = phase, message, _stamp(now)
-    kind: Literal["Normal", "Warning"] = "Normal" if phase == "Succeeded" else "Warning"
-    decision.events.append(RetrainEvent(kind, f"Retrain{phase}", f"{record.name}: {message}"))
+    record.phase, record.message, record.finished_at = phase, message, timestamp(now)
+    kind: EventType = "Normal" if phase == "Succeeded" else "Warning"
+    decision.events.append(Event(kind, f"Retrain{phase}", f"{record.name}: {message}"))
     return decision
 
 
@@ -375,7 +378,7 @@ def _promoting(
     if stage == "Production" and inputs.tracked_model is not None:
         record.phase = "RollingOut"
         decision.events.append(
-            RetrainEvent("Normal", "RetrainPromoted", f"{record.name}: {version.name} is {stage}")
+            Event("Normal", "RetrainPromoted", f"{record.name}: {version.name} is {stage}")
         )
         return _rolling_out(inputs, record, decision)
     return _finish(record, decision, "Succeeded", f"{version.name} is {stage}", inputs.now)
