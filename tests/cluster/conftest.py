@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubeloop.devenv.cluster import ClusterConfig, ClusterInfo, LocalCluster
 
@@ -57,6 +58,22 @@ class Kubectl:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.ok(*args, "-o", "json"))
+
+    def apply(self, namespace: str, body: dict[str, Any]) -> None:
+        """``kubectl apply`` of one manifest given as a dict."""
+        self.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
+
+    def get(self, namespace: str, kind: str, name: str) -> dict[str, Any]:
+        """One object as JSON."""
+        body: dict[str, Any] = self.json("get", kind, name, "-n", namespace)
+        return body
+
+    def endpoint_url(self, namespace: str, status: dict[str, Any]) -> str:
+        """The host-reachable URL of a kubeloop Deployment's ``status.endpoint`` (the router
+        Service's ClusterIP, which kube-proxy serves on the host too; there is no DNS)."""
+        service = status["endpoint"].removeprefix("http://").split(".")[0]
+        cluster_ip = self.get(namespace, "service", service)["spec"]["clusterIP"]
+        return f"http://{cluster_ip}:80"
 
 
 def wait_until(

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.load import SteadyLoad
 from tests.cluster.operator_fixtures import DATA_BUCKET, OPERATORS
@@ -43,18 +42,9 @@ MIN_SAMPLES = 150
 RETRAIN_LABEL = f"kubeloop.io/deployment={DEPLOYMENT}"
 
 
-def _apply(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> None:
-    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
-
-
-def _get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any]:
-    body: dict[str, Any] = kubectl.json("get", kind, name, "-n", namespace)
-    return body
-
-
 def _status(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
     status: dict[str, Any] = (
-        _get(kubectl, namespace, "deployments.kubeloop.io", DEPLOYMENT).get("status") or {}
+        kubectl.get(namespace, "deployments.kubeloop.io", DEPLOYMENT).get("status") or {}
     )
     return status
 
@@ -123,11 +113,11 @@ def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[s
         },
     ]
     for manifest in manifests:
-        _apply(kubectl, namespace, manifest)
+        kubectl.apply(namespace, manifest)
     run = wait_until(
         lambda: (
             (
-                (s := _get(kubectl, namespace, "trainingruns", "iris-a").get("status") or {}).get(
+                (s := kubectl.get(namespace, "trainingruns", "iris-a").get("status") or {}).get(
                     "modelVersion"
                 )
                 or s.get("phase") == "Failed"
@@ -141,7 +131,7 @@ def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[s
     assert run.get("modelVersion") == "iris-v1", run
     wait_until(
         lambda: (
-            _get(kubectl, namespace, "modelversions", "iris-v1").get("status", {}).get("phase")
+            kubectl.get(namespace, "modelversions", "iris-v1").get("status", {}).get("phase")
             == "Validated"
         ),
         timeout=90,
@@ -192,7 +182,7 @@ def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[s
             },
         },
     }
-    _apply(kubectl, namespace, deployment)
+    kubectl.apply(namespace, deployment)
     status = wait_until(
         lambda: (
             (s := _status(kubectl, namespace)).get("stableVersion") == "iris-v1"
@@ -203,9 +193,7 @@ def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[s
         interval=2,
         what="iris-v1 serving",
     )
-    service = status["endpoint"].removeprefix("http://").split(".")[0]
-    cluster_ip = _get(kubectl, namespace, "service", service)["spec"]["clusterIP"]
-    return {"url": f"http://{cluster_ip}:80"}
+    return {"url": kubectl.endpoint_url(namespace, status)}
 
 
 def test_drift_retrains_promotes_and_rolls_out_exactly_once(
@@ -282,7 +270,7 @@ def test_drift_retrains_promotes_and_rolls_out_exactly_once(
     assert peak > 0.2, psi_seen
 
     # v2 beats v1 on the same fresh (B) test rows the trainer scored both on.
-    v2 = _get(kubectl, namespace, "modelversions", "iris-v2")
+    v2 = kubectl.get(namespace, "modelversions", "iris-v2")
     champion = v2["spec"]["championScore"]
     assert champion["name"] == "iris-v1", champion
     assert v2["spec"]["metrics"]["accuracy"] > champion["metrics"]["accuracy"] + 0.3, v2["spec"]

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-import yaml
 from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.load import SteadyLoad
 from tests.cluster.model_copies import flipped_copy, slow_copy
@@ -37,15 +36,6 @@ pytestmark = pytest.mark.cluster
 
 DEPLOYMENT = "churn"
 LOAD_RATE = 150.0
-
-
-def _apply(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> None:
-    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
-
-
-def _get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any]:
-    body: dict[str, Any] = kubectl.json("get", kind, name, "-n", namespace)
-    return body
 
 
 def _train(
@@ -68,11 +58,11 @@ def _train(
             "seed": 5,
         },
     }
-    _apply(kubectl, namespace, run)
+    kubectl.apply(namespace, run)
     status = wait_until(
         lambda: (
             (
-                (s := _get(kubectl, namespace, "trainingruns", name).get("status") or {}).get(
+                (s := kubectl.get(namespace, "trainingruns", name).get("status") or {}).get(
                     "modelVersion"
                 )
                 or s.get("phase") == "Failed"
@@ -90,7 +80,7 @@ def _train(
 def _validated(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
     body: dict[str, Any] = wait_until(
         lambda: (
-            (mv := _get(kubectl, namespace, "modelversions", name)).get("status", {}).get("phase")
+            (mv := kubectl.get(namespace, "modelversions", name)).get("status", {}).get("phase")
             in ("Validated", "Rejected")
             and mv
         ),
@@ -128,7 +118,7 @@ def _register_copy(
         "metadata": {"name": name, "labels": {"kubeloop.io/model": "churn"}},
         "spec": spec,
     }
-    _apply(kubectl, namespace, body)
+    kubectl.apply(namespace, body)
     return name
 
 
@@ -145,7 +135,7 @@ def versions(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[
             "metadata": {"name": "churn"},
             "spec": {"source": {"uri": uri}, "target": "churned"},
         }
-        _apply(kubectl, namespace, dataset)
+        kubectl.apply(namespace, dataset)
         v1 = _train(kubectl, namespace, "churn-a", {"n_estimators": 20, "max_depth": 5})
         v2 = _train(kubectl, namespace, "churn-b", {"n_estimators": 30, "max_depth": 4})
         first = _validated(kubectl, namespace, v1)
@@ -235,7 +225,7 @@ def _status(kubectl: Kubectl, namespace: str, name: str = DEPLOYMENT) -> dict[st
     Right after an apply the status still describes the previous spec (CI once read the last
     test's RolledBack as this test's outcome).
     """
-    body = _get(kubectl, namespace, "deployments.kubeloop.io", name)
+    body = kubectl.get(namespace, "deployments.kubeloop.io", name)
     status: dict[str, Any] = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"]["generation"]:
         return {}
@@ -274,18 +264,16 @@ def _endpoint(kubectl: Kubectl, namespace: str, name: str = DEPLOYMENT) -> str:
         interval=2,
         what="a stable version serving",
     )
-    service = status["endpoint"].removeprefix("http://").split(".")[0]
-    cluster_ip = _get(kubectl, namespace, "service", service)["spec"]["clusterIP"]
-    return f"http://{cluster_ip}:80"
+    return kubectl.endpoint_url(namespace, status)
 
 
 def test_first_version_serves_what_it_was_tested_to_predict(
     kubectl: Kubectl, operator_namespace: str, versions: dict[str, Any]
 ) -> None:
     namespace = operator_namespace
-    _apply(kubectl, namespace, _deployment(versions["v1"]))
+    kubectl.apply(namespace, _deployment(versions["v1"]))
     url = _endpoint(kubectl, namespace)
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    mv = kubectl.get(namespace, "modelversions", versions["v1"])
     frame: pd.DataFrame = versions["test_set"].head(200)
     records = _records(frame, mv["spec"]["signature"])
     response = _first_answer(url, records, "a 200 from /predict through the router")
@@ -306,7 +294,7 @@ def test_a_v2_client_not_written_here_gets_the_same_predictions(
 ) -> None:
     """tritonclient[http] against a serving pod: Open Inference Protocol V2, unchanged."""
     namespace = operator_namespace
-    mv = _get(kubectl, namespace, "modelversions", versions["v1"])
+    mv = kubectl.get(namespace, "modelversions", versions["v1"])
     pods = kubectl.json(
         "get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={versions['v1']}"
     )["items"]
@@ -354,7 +342,7 @@ def test_canary_walks_its_steps_under_load_without_a_failed_request(
         f"{url}/predict", lambda i: {"records": [records[i % len(records)]]}, rate=LOAD_RATE
     ) as load:
         time.sleep(3)
-        _apply(kubectl, namespace, _deployment(versions["v2"]))
+        kubectl.apply(namespace, _deployment(versions["v2"]))
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             status = _status(kubectl, namespace)
@@ -419,7 +407,7 @@ def test_a_slow_canary_is_rolled_back_within_two_analyses_and_stable_keeps_answe
     url = _endpoint(kubectl, namespace)
     with _load(url, versions["records"]) as load:
         time.sleep(2)
-        _apply(kubectl, namespace, _deployment(versions["slow"]))
+        kubectl.apply(namespace, _deployment(versions["slow"]))
         seen = _watch(
             kubectl, namespace, load, lambda s: s.get("phase") == "RolledBack", timeout=180
         )
@@ -452,7 +440,7 @@ def test_a_version_whose_digest_does_not_match_is_never_served(
     namespace = operator_namespace
     url = _endpoint(kubectl, namespace)
     with _load(url, versions["records"]) as load:
-        _apply(kubectl, namespace, _deployment(versions["forged"]))
+        kubectl.apply(namespace, _deployment(versions["forged"]))
         seen = _watch(kubectl, namespace, load, lambda s: s.get("phase") == "Failed", timeout=60)
         time.sleep(3)
     status = seen[-1][1]
@@ -484,12 +472,12 @@ def test_blue_green_switches_and_rolls_back_under_load_without_a_failed_request(
         },
     }
     with _load(url, records) as load:
-        _apply(kubectl, namespace, _deployment(versions["v1"], **blue_green))
+        kubectl.apply(namespace, _deployment(versions["v1"], **blue_green))
         seen = _watch(kubectl, namespace, load, _serves(versions["v1"]), timeout=180)
         switched = seen[-1][0]
         time.sleep(4)
         # Rollback: the old version is still up (scale-down delay), so it is instant.
-        _apply(kubectl, namespace, _deployment(versions["v2"], **blue_green))
+        kubectl.apply(namespace, _deployment(versions["v2"], **blue_green))
         back = _watch(kubectl, namespace, load, _serves(versions["v2"]), timeout=30)
         rolled_back = back[-1][0]
         time.sleep(4)
@@ -526,7 +514,7 @@ def test_shadow_gets_copies_and_clients_only_see_stable(
             "analysis": {"interval": "3s", "minRequests": 20, "maxInconclusive": 500},
         },
     }
-    _apply(kubectl, namespace, _deployment(versions["v1"], **shadow))
+    kubectl.apply(namespace, _deployment(versions["v1"], **shadow))
     wait_until(
         lambda: any(
             v["version"] == versions["v1"] and v["role"] == "shadow" and v["readyReplicas"] > 0
@@ -666,7 +654,7 @@ def test_following_production_rolls_out_a_newly_promoted_version_by_itself(
     tracking["spec"]["model"] = {"track": {"model": "churn", "stage": "Production"}}
     tracking["spec"]["minAvailable"] = 1
     tracking["spec"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 2}
-    _apply(kubectl, namespace, tracking)
+    kubectl.apply(namespace, tracking)
     url = _endpoint(kubectl, namespace)
     wait_until(
         lambda: _status(kubectl, namespace).get("stableVersion") == versions["v1"],
@@ -723,7 +711,7 @@ def _roll_out_flipped_with_feedback(
     )
     with load:
         time.sleep(2)
-        _apply(kubectl, namespace, deployment)
+        kubectl.apply(namespace, deployment)
         seen = _watch(
             kubectl, namespace, load, lambda s: s.get("phase") == "RolledBack", timeout=240
         )
@@ -806,7 +794,7 @@ def test_a_regression_model_canaries_to_full_traffic_with_feedback(
         "metadata": {"name": "charges"},
         "spec": {"source": {"uri": f"s3://{DATA_BUCKET}/churn/serving.csv"}, "target": "charges"},
     }
-    _apply(kubectl, namespace, dataset)
+    kubectl.apply(namespace, dataset)
     forest = "RandomForestRegressor"
     first = _train(kubectl, namespace, "charges-a", {"n_estimators": 20, "max_depth": 4},
                    dataset="charges", estimator=forest)  # fmt: skip
@@ -829,7 +817,7 @@ def test_a_regression_model_canaries_to_full_traffic_with_feedback(
         {"weight": 50, "pause": "15s"},
         {"weight": 100, "pause": "0s"},
     ]
-    _apply(kubectl, namespace, deployment)
+    kubectl.apply(namespace, deployment)
     url = _endpoint(kubectl, namespace, "charges")
     assert _status(kubectl, namespace, "charges")["stableVersion"] == first
     response = _first_answer(url, records[:100], "a 200 from the regressor through the router")
@@ -845,7 +833,7 @@ def test_a_regression_model_canaries_to_full_traffic_with_feedback(
     with load:
         time.sleep(2)
         deployment["spec"]["model"] = {"version": second}
-        _apply(kubectl, namespace, deployment)
+        kubectl.apply(namespace, deployment)
         _watch(kubectl, namespace, load, _serves(second), timeout=240, name="charges")
     assert load.failures() == [], load.failures()[:5]
     assert {o.version for o in load.outcomes} == {first, second}
