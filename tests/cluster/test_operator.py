@@ -217,13 +217,14 @@ def test_trainingrun_failure_carries_the_trainers_reason(
         what="Dataset churn Ready (made by the previous test)",
     )
     # Each value passes admission (n_estimators: -5 is refused there now); only the
-    # combination is refused, by scikit-learn in the trainer.
-    bad = _run("churn-bad-param", {"bootstrap": False, "max_samples": 0.5}, None)
+    # combination is refused, by scikit-learn when the trainer fits.
+    bad = _run("churn-bad-param", {"solver": "newton-cg", "l1_ratio": 1.0}, None)
+    bad["spec"]["estimator"]["name"] = "LogisticRegression"
     bad["spec"]["backoffLimit"] = 0
     kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(bad))
     done = _wait_run_end(kubectl, namespace, "churn-bad-param", timeout=240)
     assert done["phase"] == "Failed"
-    assert "max_sample" in done["message"], done["message"]
+    assert "supports only 'l2'" in done["message"], done["message"]
 
 
 def _status_of(kubectl: Kubectl, namespace: str, dataset: str) -> dict[str, Any]:

@@ -340,9 +340,12 @@ def test_other_failures_carry_their_own_reasons(
             "estimator": {"name": "LogisticRegression", "params": {"C": -1.0}},
         },
     }
+    # The trial's config is the API model, whose rules now hold scikit-learn's constraints:
+    # refused before any data is read, naming the field (scikit-learn's own wording, from
+    # make_estimator, is in tests/unit/test_trainer_model.py).
     result = run_failing(seaweedfs, bad_param, tmp_path)
-    assert result["reason"] == "InvalidParameter"
-    assert "The 'C' parameter of LogisticRegression must be" in result["message"]
+    assert result["reason"] == "InvalidConfig"
+    assert "spec.estimator.params.C must be a number > 0 (LogisticRegression)" in result["message"]
 
     missing = {**good, "snapshotURI": f"s3://{store.bucket}/{key_prefix}nothing.parquet"}
     missing.pop("snapshotSha256")
