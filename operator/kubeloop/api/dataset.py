@@ -29,6 +29,10 @@ from kubeloop.api.meta import (
     observed_generation_field,
 )
 
+# Setting this annotation asks for a profiling of the source now (a retrain sets it to its own
+# name); status.refreshToken echoes the value once that profiling has answered.
+REFRESH_ANNOTATION = "kubeloop.io/refresh"
+
 ColumnType = Literal["number", "integer", "category", "boolean"]
 DatasetPhase = Literal["Pending", "Profiling", "Ready", "Invalid"]
 
@@ -44,7 +48,24 @@ class PredictionLogSource(KubeloopModel):
     )
     require_feedback: bool = Field(
         default=True,
-        description="Keep only predictions that received a feedback label (the label becomes the target).",
+        description=(
+            "Keep only predictions that received a feedback label (the label becomes the "
+            "target); the others are left out and counted in the status message. When false "
+            "they are kept with a missing target."
+        ),
+    )
+    max_rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Keep only the newest this many joined rows (recency), after the window.",
+    )
+    base_dataset: ResourceName | None = Field(
+        default=None,
+        description=(
+            "A Dataset in the same namespace whose current Ready snapshot is put before the "
+            "log rows (e.g. the original training data); the log may not add columns to it."
+        ),
     )
 
 
@@ -283,6 +304,22 @@ class DatasetStatus(KubeloopModel):
     )
     last_refresh: Timestamp | None = Field(
         default=None, description="When the source was last checked for new content."
+    )
+    refresh_token: str | None = Field(
+        default=None,
+        max_length=253,
+        description=(
+            "The last kubeloop.io/refresh annotation value whose profiling has answered; a "
+            "retrain waits for its own token here before training on the newest version."
+        ),
+    )
+    source_summary: str | None = Field(
+        default=None,
+        max_length=1000,
+        description=(
+            "What the last profiling read, e.g. for a prediction log: predictions, labelled "
+            "rows and unlabelled rows excluded."
+        ),
     )
 
 

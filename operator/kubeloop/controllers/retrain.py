@@ -15,7 +15,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from kubeloop import API_GROUP
+from kubeloop.api.dataset import REFRESH_ANNOTATION
 from kubeloop.api.deployment import Deployment, DeploymentStatus
 from kubeloop.controllers.common import Logger
 from kubeloop.k8s import KubernetesAdapter
@@ -33,8 +33,6 @@ from kubeloop.status.retrain import (
     VersionView,
     decide_retrain,
 )
-
-REFRESH_ANNOTATION = f"{API_GROUP}/refresh"
 
 
 class RetrainController:

@@ -49,6 +49,11 @@ class ProfileRequest(KubeloopModel):
         default=None,
         description="Bucket for the snapshot and profile; the store's configured bucket if unset.",
     )
+    base_snapshot_uri: str | None = Field(
+        default=None,
+        alias="baseSnapshotURI",
+        description="Snapshot of source.predictionLog.baseDataset, resolved by the controller.",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -104,6 +109,9 @@ class ProfileResult(KubeloopModel):
     validation: ValidationOutcome | None = Field(
         default=None, description="The validation report (absent when the data was not read)."
     )
+    source_summary: str | None = Field(
+        default=None, description="What was read, when the source says more than its size."
+    )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
 
     def to_json(self) -> dict[str, Any]:
@@ -133,6 +141,8 @@ def termination_message(result: ProfileResult, limit: int = TERMINATION_MESSAGE_
             {"name": _clip(c.name, _MAX_FIELD_CHARS), "type": c.type, "nullable": c.nullable}
             for c in result.columns
         ]
+    if result.source_summary is not None:
+        payload["sourceSummary"] = _clip(result.source_summary, _MAX_MESSAGE_CHARS)
     if result.snapshot_uri is not None:
         payload["snapshotURI"] = result.snapshot_uri
     if result.profile_uri is not None:

@@ -3,7 +3,8 @@
 The one function that does I/O in this package; the rules, the digest and the statistics it
 strings together are pure functions in their own modules. The steps:
 
-1. read the source object into an Arrow table (:mod:`kubeloop.data.source`);
+1. read the source object into an Arrow table (:mod:`kubeloop.data.source`), or join a
+   Deployment's prediction log with its feedback (:mod:`kubeloop.data.predictionlog`);
 2. conform and validate it (:mod:`kubeloop.data.validate`);
 3. compute its content digest, the version (:mod:`kubeloop.data.digest`);
 4. only if validation passed: write ``snapshot.parquet`` and then ``profile.json`` below
@@ -21,11 +22,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kubeloop import __version__
@@ -37,6 +39,7 @@ from kubeloop.data.models import (
     ValidationOutcome,
     dumps,
 )
+from kubeloop.data.predictionlog import read_prediction_log
 from kubeloop.data.profile import TOP_K, profile_columns, target_profile
 from kubeloop.data.source import SourceInfo, read_source
 from kubeloop.data.validate import Validated, validate
@@ -95,10 +98,7 @@ def profile_dataset(
     spec = request.spec
     bucket = request.bucket or store.bucket
     with tempfile.TemporaryDirectory(prefix="kubeloop-profile-", dir=work_dir) as scratch:
-        text_columns = _text_columns(request)
-        table, source = read_source(
-            source_store or store, spec.source, Path(scratch), text_columns=text_columns
-        )
+        table, source, summary = _read(request, store, source_store, Path(scratch), clock)
         watch.timings["download"] = round(source.download_seconds, 4)
         watch.timings["parse"] = round(source.parse_seconds, 4)
         _log.info(
@@ -121,6 +121,7 @@ def profile_dataset(
             columns=validated.columns,
             profiled_at=profiled_at,
             validation=ValidationOutcome(passed=validated.passed, failures=validated.failures),
+            source_summary=None if summary is None else summary[0],
         )
         if not validated.passed:
             result.reason = "ValidationFailed"
@@ -139,7 +140,14 @@ def profile_dataset(
                 result.snapshot_sha256 = existing
             else:
                 with watch.stage("profile"):
-                    profile = build_profile(request, source, validated, version, profiled_at)
+                    profile = build_profile(
+                        request,
+                        source,
+                        validated,
+                        version,
+                        profiled_at,
+                        source_summary=None if summary is None else summary[1],
+                    )
                 result.snapshot_sha256 = _write_version(
                     store,
                     validated,
@@ -158,6 +166,39 @@ def profile_dataset(
     )
     result.timings = watch.timings
     return result
+
+
+def _read(
+    request: ProfileRequest,
+    store: ObjectStore,
+    source_store: ObjectStore | None,
+    scratch: Path,
+    clock: Callable[[], datetime],
+) -> tuple[pa.Table, SourceInfo, tuple[str, dict[str, Any]] | None]:
+    """The source as a table; for a prediction log also its summary (sentence, counts)."""
+    spec = request.spec
+    log_source = spec.source.prediction_log
+    if log_source is None:
+        table, source = read_source(
+            source_store or store, spec.source, scratch, text_columns=_text_columns(request)
+        )
+        return table, source, None
+    started = time.perf_counter()
+    base = request.base_snapshot_uri
+    log = read_prediction_log(
+        store,
+        request.bucket or store.bucket,
+        request.namespace,
+        log_source,
+        target=spec.target,
+        now=clock(),
+        base_snapshot=S3Uri.parse(base) if base else None,
+    )
+    source = SourceInfo(
+        log.prefix, "jsonl", log.size, log.sha256, parse_seconds=time.perf_counter() - started
+    )
+    sentence = log.counts.summary(log_source.deployment, log_source.window)
+    return log.table, source, (sentence, asdict(log.counts))
 
 
 def _text_columns(request: ProfileRequest) -> set[str]:
@@ -219,10 +260,22 @@ def build_profile(
     version: str,
     profiled_at: str,
     *,
+    source_summary: dict[str, Any] | None = None,
     top_k: int = TOP_K,
 ) -> dict[str, Any]:
-    """The content of profile.json (without the ``snapshot`` entry, known after the upload)."""
+    """The content of profile.json (without the ``snapshot`` entry, known after the upload).
+
+    ``source_summary`` (the prediction log's join counts) is kept under ``source.predictionLog``.
+    """
     table = validated.table
+    source_entry: dict[str, Any] = {
+        "uri": str(source.uri),
+        "format": source.format,
+        "sha256": source.sha256,
+        "bytes": source.size,
+    }
+    if source_summary is not None:
+        source_entry["predictionLog"] = source_summary
     return {
         "schemaVersion": PROFILE_SCHEMA_VERSION,
         "namespace": request.namespace,
@@ -232,12 +285,7 @@ def build_profile(
         "profiler": f"kubeloop {__version__}",
         "rows": table.num_rows,
         "columnCount": table.num_columns,
-        "source": {
-            "uri": str(source.uri),
-            "format": source.format,
-            "sha256": source.sha256,
-            "bytes": source.size,
-        },
+        "source": source_entry,
         "target": target_profile(table, validated.types, request.spec.target),
         "columns": profile_columns(table, validated.types, top_k=top_k),
     }

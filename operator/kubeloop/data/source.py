@@ -31,7 +31,8 @@ from kubeloop.storage import (
     StorageError,
 )
 
-SourceFormat = Literal["csv", "parquet"]
+# "jsonl" is the prediction log (kubeloop.data.predictionlog), never a user-given format.
+SourceFormat = Literal["csv", "parquet", "jsonl"]
 
 # Key suffix -> (format, local file suffix). pyarrow picks a CSV decompressor from the local
 # file's extension, so a compressed CSV keeps its extension on disk.
@@ -64,10 +65,7 @@ class SourceInfo:
 def source_uri(source: DatasetSource) -> S3Uri:
     """The object a Dataset reads, or :class:`UnreadableSource` for sources this Job cannot read."""
     if source.uri is None:
-        raise UnreadableSource(
-            "source.predictionLog is not readable by the profiler yet: only s3:// CSV or "
-            "Parquet objects are"
-        )
+        raise UnreadableSource("source.uri is not set: this source is a predictionLog")
     try:
         uri = S3Uri.parse(source.uri)
     except StorageError as exc:

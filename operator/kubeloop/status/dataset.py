@@ -65,6 +65,8 @@ def profiling_finished(
     failures = [ValidationFailure.model_validate(f) for f in validation.get("failures", [])]
     failure_count = int(validation.get("failureCount", len(failures)))
     version = result.get("version")
+    if result.get("sourceSummary"):
+        status.source_summary = str(result["sourceSummary"])
 
     if result.get("ok"):
         return _ready(status, result, now=now, generation=generation)
@@ -131,6 +133,8 @@ def _ready(
     status.profile_uri = result.get("profileURI")
     status.validation = ValidationReport(passed=True, checked_at=now, version=version, failures=[])
     status.message = f"version {version}: {rows} rows, {status.column_count} columns"
+    if result.get("sourceSummary"):
+        status.message += f" ({result['sourceSummary']})"
     if not status.history or status.history[0].version != version:
         record = DatasetVersionRecord(
             version=version,
