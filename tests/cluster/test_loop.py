@@ -25,16 +25,7 @@ from kubeloop.devenv import drift_data
 from kubeloop.devenv.seaweedfs import S3Endpoint
 from kubeloop.storage import ObjectStore, S3Uri
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.skip(
-        reason=(
-            "needs the Dataset source.predictionLog in the profiler and the kubeloop.io/refresh "
-            "annotation in the Dataset controller (issue 12, not built yet): the retrain's "
-            "training data cannot be made, so the loop cannot close"
-        )
-    ),
-]
+pytestmark = pytest.mark.cluster
 
 DEPLOYMENT = "iris"
 RATE = 40.0
