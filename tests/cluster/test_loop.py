@@ -21,15 +21,14 @@ from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.load import SteadyLoad
 from tests.cluster.operator_fixtures import DATA_BUCKET, OPERATORS
 
-from kubeloop.devenv import drift_data
+from kubeloop.devenv import demo_loop, drift_data
 from kubeloop.devenv.seaweedfs import S3Endpoint
 from kubeloop.storage import ObjectStore, S3Uri
 
 pytestmark = pytest.mark.cluster
 
-DEPLOYMENT = "iris"
-RATE = 40.0
-MIN_SAMPLES = 150
+DEPLOYMENT = demo_loop.DEPLOYMENT
+RATE = demo_loop.LOAD_RATE
 RETRAIN_LABEL = f"kubeloop.io/deployment={DEPLOYMENT}"
 
 
@@ -59,7 +58,10 @@ def _psi(status: dict[str, Any]) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[str, Any]:
-    """iris-v1 trained on A, Production, served by a Deployment that monitors and retrains."""
+    """iris-v1 trained on A, Production, served by a Deployment that monitors and retrains.
+
+    The manifests are the demo's (``kubeloop.devenv.demo_loop``): what is judged is what is shown.
+    """
     namespace = operator_namespace
     uri = f"s3://{DATA_BUCKET}/loop/iris-a.csv"
     with ObjectStore(s3.settings()) as store:
@@ -68,41 +70,7 @@ def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[s
             S3Uri.parse(uri),
             content_type="text/csv",
         )
-    manifests: list[dict[str, Any]] = [
-        {
-            "apiVersion": "kubeloop.io/v1alpha1",
-            "kind": "Dataset",
-            "metadata": {"name": "iris-a"},
-            "spec": {"source": {"uri": uri}, "target": "species"},
-        },
-        {
-            "apiVersion": "kubeloop.io/v1alpha1",
-            "kind": "TrainingRun",
-            "metadata": {"name": "iris-a"},
-            "spec": {
-                "datasetRef": {"name": "iris-a"},
-                "modelName": "iris",
-                "estimator": {"name": "LogisticRegression", "params": {"max_iter": 500}},
-                "gates": {
-                    "thresholds": [{"metric": "accuracy", "min": 0.8}],
-                    "champion": {"metric": "accuracy", "minImprovement": 0.0},
-                },
-                "seed": 3,
-            },
-        },
-        {
-            # Production traffic as training data: the log of this Deployment joined with its
-            # feedback labels.
-            "apiVersion": "kubeloop.io/v1alpha1",
-            "kind": "Dataset",
-            "metadata": {"name": "iris-live"},
-            "spec": {
-                "source": {"predictionLog": {"deployment": DEPLOYMENT, "window": "1h"}},
-                "target": "species",
-                "validation": {"minRows": 200},
-            },
-        },
-    ]
+    manifests = demo_loop.loop_manifests(uri)
     for manifest in manifests:
         kubectl.apply(namespace, manifest)
     run = wait_until(
@@ -132,47 +100,7 @@ def serving(kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint) -> dict[s
         "patch", "modelversion", "iris-v1", "-n", namespace,
         "--type=merge", "-p", '{"spec":{"stage":"Production"}}',
     )  # fmt: skip
-    deployment = {
-        "apiVersion": "kubeloop.io/v1alpha1",
-        "kind": "Deployment",
-        "metadata": {"name": DEPLOYMENT},
-        "spec": {
-            "model": {"track": {"model": "iris", "stage": "Production"}},
-            "replicas": 1,
-            "strategy": {
-                "type": "Canary",
-                "canary": {
-                    "steps": [{"weight": 50, "pause": "10s"}, {"weight": 100, "pause": "0s"}],
-                    "scaleDownDelay": "5s",
-                    "analysis": {
-                        "interval": "5s",
-                        "minRequests": 20,
-                        "maxErrorRate": 0.05,
-                        # v1 and v2 predict differently on B on purpose: that is the point.
-                        "maxPredictionDivergence": 1.0,
-                        "minLiveAccuracy": 0.8,
-                        "minFeedback": 20,
-                        "maxInconclusive": 60,
-                    },
-                },
-            },
-            "monitoring": {
-                "methods": ["psi", "ks"],
-                "interval": "5s",
-                "window": "60s",
-                "minSamples": MIN_SAMPLES,
-                "consecutive": 3,
-            },
-            "retrain": {
-                "triggers": ["Drift"],
-                "minDriftedFeatures": 1,
-                "template": "iris-a",
-                "dataset": "iris-live",
-                "cooldown": "1h",
-                "autoPromote": "Production",
-            },
-        },
-    }
+    deployment = demo_loop.loop_deployment()
     kubectl.apply(namespace, deployment)
     status = wait_until(
         lambda: (

@@ -1,12 +1,13 @@
-"""``make demo``: the loop as far as it is built, on the local stack, with nothing to set up.
+"""``make demo``: the whole loop on the local stack, with nothing to set up.
 
 It brings up the local Kubernetes cluster (built from Go modules on first use), installs the
 CRDs, applies every example and shows bad input refused by the API server; then it runs the
 first half of the loop for real: SeaweedFS on the cluster bridge, the operator, a demo
 dataset uploaded, a Dataset profiled, a TrainingRun searching in one Indexed Job on the
 process node, and the new ModelVersion with its metrics, gates and report; then the second
-half as far as it is built (``demo_serving.py``): the model served behind the router,
-predictions through it, and a canary of a second version to 100 % under load.
+half (``demo_serving.py``): the model served behind the router, predictions through it, and
+a canary of a second version to 100 % under load; and last the loop itself
+(``demo_loop.py``): drift on live traffic, the retrain it starts, its promotion and canary.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import pandas as pd
 import yaml
 from sklearn.datasets import load_iris
 
+from kubeloop.devenv import drift_data
 from kubeloop.devenv.cluster import ClusterConfig, LocalCluster
-from kubeloop.devenv.demo_serving import run_serving_demo
+from kubeloop.devenv.demo_loop import run_loop_demo
+from kubeloop.devenv.demo_serving import router_url, run_serving_demo
 from kubeloop.devenv.pki import ClusterPKI
 from kubeloop.devenv.runtime import ensure_runtime
 from kubeloop.devenv.seaweedfs import S3Endpoint, s3_up
@@ -38,6 +41,7 @@ DEMO_NAMESPACE = "kubeloop-demo"
 EXAMPLES_NAMESPACE = "kubeloop-examples"
 DEMO_S3_DIR = "s3-cluster"  # under the run dir; its SeaweedFS is bound to the cluster bridge
 CHURN_URI = f"s3://{DEMO_BUCKET}/churn/churn.csv"
+IRIS_A_URI = f"s3://{DEMO_BUCKET}/iris/iris-a.csv"
 _REPO = Path(__file__).resolve().parents[3]
 _WAIT_SECONDS = 900
 
@@ -266,6 +270,22 @@ def _rows_and_labels(mv: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str
     return records, labels
 
 
+def _upload_demo_data(endpoint: S3Endpoint) -> None:
+    """The churn table (first half) and iris distribution A (the loop)."""
+    with ObjectStore(endpoint.settings()) as store:
+        store.ensure_bucket(DEMO_BUCKET)
+        uploaded = store.upload(churn_csv(), S3Uri.parse(CHURN_URI), content_type="text/csv")
+        print(
+            f"S3 at {endpoint.url}; uploaded {uploaded.uri} ({uploaded.size} bytes, sha256 {uploaded.sha256[:16]}…)"
+        )
+        iris = store.upload(
+            drift_data.csv_bytes(drift_data.sample(600, shifted=False, seed=1)),
+            S3Uri.parse(IRIS_A_URI),
+            content_type="text/csv",
+        )
+        print(f"uploaded {iris.uri} (iris, distribution A: the loop's first training data)")
+
+
 def run_demo(state_dir: Path) -> int:
     """Run the demo; returns the process exit status."""
     _say("local Kubernetes v1.37 (first run builds it from Go modules: about 10 minutes)")
@@ -278,12 +298,7 @@ def run_demo(state_dir: Path) -> int:
 
     _say("object storage: SeaweedFS on the cluster bridge, so pods reach it")
     endpoint = s3_up(state_dir / DEMO_S3_DIR, bind_ip=ClusterConfig(state_dir=state_dir).bridge_ip)
-    with ObjectStore(endpoint.settings()) as store:
-        store.ensure_bucket(DEMO_BUCKET)
-        uploaded = store.upload(churn_csv(), S3Uri.parse(CHURN_URI), content_type="text/csv")
-        print(
-            f"S3 at {endpoint.url}; uploaded {uploaded.uri} ({uploaded.size} bytes, sha256 {uploaded.sha256[:16]}…)"
-        )
+    _upload_demo_data(endpoint)
 
     _say("workload runtime for the process node (first run: about 40 s) and the operator")
     kubeloop = ensure_runtime()
@@ -355,6 +370,14 @@ def run_demo(state_dir: Path) -> int:
         labels=labels,
         wait_for_run=lambda run_name: _wait_for_model(kubectl, run_name),
     )
+    if status == 0:
+        status = run_loop_demo(
+            kubectl,
+            kubectl.json,
+            namespace=DEMO_NAMESPACE,
+            training_uri=IRIS_A_URI,
+            router_url=lambda serving: router_url(kubectl.json, DEMO_NAMESPACE, serving),
+        )
     print(
         f"\nkubectl: export KUBECONFIG={info.kubeconfig}; {info.kubectl} get kubeloop -A\n"
         "Stop everything with: make cluster-down s3-down (the cluster-down also stops the demo operator)"

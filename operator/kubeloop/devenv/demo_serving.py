@@ -150,7 +150,8 @@ def _status(kubectl_json: KubectlJson, namespace: str) -> dict[str, Any]:
     return status
 
 
-def _router_url(kubectl_json: KubectlJson, namespace: str, status: dict[str, Any]) -> str:
+def router_url(kubectl_json: KubectlJson, namespace: str, status: dict[str, Any]) -> str:
+    """The router Service's ClusterIP URL (reachable from this machine through kube-proxy)."""
     service = str(status["endpoint"]).removeprefix("http://").split(".")[0]
     cluster_ip = kubectl_json("get", "service", service, "-n", namespace)["spec"]["clusterIP"]
     return f"http://{cluster_ip}"
@@ -224,7 +225,7 @@ def run_serving_demo(
     status = _wait(kubectl_json, namespace, lambda s: s.get("phase") == "Healthy")
     if status is None or status.get("phase") != "Healthy":
         return 1
-    url = _router_url(kubectl_json, namespace, status)
+    url = router_url(kubectl_json, namespace, status)
     print(kubectl("get", "deployments.kubeloop.io", "-n", namespace))
     response = httpx.post(f"{url}/predict", json={"records": records[:3]}, timeout=10)
     print(
