@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -494,3 +496,49 @@ def test_refresh_interval_turns_new_content_into_a_new_version(
         first["version"],
     ]
     assert second["refreshCount"] >= 1
+
+
+def test_random_bytes_or_a_missing_object_end_invalid_with_the_cause(
+    kubectl: Kubectl, operator_namespace: str, s3: S3Endpoint
+) -> None:
+    namespace = operator_namespace
+    noise = os.urandom(200_000)
+    with ObjectStore(s3.settings()) as store:
+        for key in ("noise.csv", "noise.parquet"):
+            store.upload(noise, S3Uri(DATA_BUCKET, f"bad/{key}"))
+    cases = {
+        "noise-csv": (f"s3://{DATA_BUCKET}/bad/noise.csv", "UnreadableSource", "binary data"),
+        "noise-parquet": (f"s3://{DATA_BUCKET}/bad/noise.parquet", "UnreadableSource", "PARQUET"),
+        "absent": (f"s3://{DATA_BUCKET}/bad/absent.csv", "SourceNotFound", "does not exist"),
+    }
+    for name, (uri, _, _) in cases.items():
+        dataset = _dataset(uri)
+        dataset["metadata"]["name"] = name
+        kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(dataset))
+    for name, (uri, reason, cause) in cases.items():
+        status = wait_until(
+            _phase_is(kubectl, namespace, name, "Invalid"),
+            timeout=120,
+            what=f"Dataset {name} Invalid",
+        )
+        assert status["message"].startswith(f"{reason}: "), status
+        assert cause in status["message"] and uri in status["message"], status
+        assert status["message"].isprintable(), status["message"]
+        validated = {c["type"]: c for c in status["conditions"]}["Validated"]
+        assert (validated["status"], validated["reason"]) == ("False", reason)
+        events = kubectl.ok(
+            "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+        )
+        assert reason in events
+
+
+def _phase_is(
+    kubectl: Kubectl, namespace: str, dataset: str, phase: str
+) -> Callable[[], dict[str, Any] | None]:
+    """A probe for wait_until: the Dataset's status once it has ``phase``."""
+
+    def probe() -> dict[str, Any] | None:
+        status = _status_of(kubectl, namespace, dataset)
+        return status if status.get("phase") == phase else None
+
+    return probe

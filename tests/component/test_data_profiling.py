@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import statistics
 import uuid
 from pathlib import Path
@@ -225,6 +226,25 @@ def test_a_file_that_is_not_what_it_claims_is_unreadable(
     source = upload_text(store, f"{key_prefix}churn.parquet", CHURN_CSV)
     with pytest.raises(UnreadableSource, match="as PARQUET"):
         profile_dataset(request_for(source), store)
+
+
+def test_random_bytes_are_unreadable_with_a_message_that_is_text(
+    store: ObjectStore, key_prefix: str
+) -> None:
+    noise = os.urandom(100_000)  # a NUL in the first 64 KiB: all but certain (1 - e^-256)
+    for key, match in (
+        ("noise.csv", "is binary data, not CSV text"),
+        ("noise.parquet", "as PARQUET: Parquet magic bytes not found"),
+    ):
+        uri = S3Uri(store.bucket, f"{key_prefix}{key}")
+        store.upload(noise, uri)
+        with pytest.raises(UnreadableSource, match=match) as raised:
+            profile_dataset(request_for(str(uri)), store)
+        assert str(raised.value).isprintable()
+    latin1 = S3Uri(store.bucket, f"{key_prefix}latin1.csv")
+    store.upload(CHURN_CSV.replace("basic", "b\u00e4sic").encode("latin-1"), latin1)
+    with pytest.raises(UnreadableSource, match="is not UTF-8 text"):
+        profile_dataset(request_for(str(latin1)), store)
 
 
 def run_cli(

@@ -47,6 +47,7 @@ _SUFFIXES: Final[tuple[tuple[str, SourceFormat, str], ...]] = (
     (".pq", "parquet", ".parquet"),
 )
 _MAX_ERROR_CHARS: Final = 300
+_SNIFF_BYTES: Final = 64 * 1024  # how much of a CSV is checked for being text at all
 _log = logging.getLogger(__name__)
 
 
@@ -116,6 +117,7 @@ def read_source(
     _log.info("downloaded %s (%d bytes, sha256 %s)", uri, downloaded.size, downloaded.sha256)
     try:
         if fmt == "csv":
+            _refuse_binary(local, uri)
             table = read_csv(local, source.csv_delimiter, text_columns)
         else:
             table = read_parquet(local)
@@ -192,9 +194,31 @@ def _use_threads() -> bool:
     return bool(pa.cpu_count() > 1)
 
 
+def _refuse_binary(path: Path, uri: S3Uri) -> None:
+    """Refuse a "CSV" that is binary data, before the parser quotes its bytes in the status."""
+    with path.open("rb") as file:
+        head = file.read(_SNIFF_BYTES)
+    if path.suffix != ".csv" or not head:
+        return  # compressed (the reader decompresses) or empty (the parser says so)
+    if b"\x00" in head:
+        raise UnreadableSource(
+            f"{uri} is binary data, not CSV text (NUL bytes in its first {len(head)} bytes): "
+            "point source.uri at a CSV or Parquet object"
+        )
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
+            raise UnreadableSource(
+                f"{uri} is not UTF-8 text (invalid byte at offset {exc.start}): CSV sources "
+                "must be UTF-8; a binary file needs source.format or a .parquet key"
+            ) from None
+
+
 def _first_line(exc: BaseException) -> str:
     # Parser errors quote the offending row: keep one line, and not much of it, since the
-    # message ends up in the Dataset's status.
+    # message ends up in the Dataset's status; control characters are shown escaped.
     lines = str(exc).strip().splitlines()
     line = lines[0] if lines else type(exc).__name__
+    line = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line)
     return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 3] + "..."
