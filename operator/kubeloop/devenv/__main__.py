@@ -1,7 +1,8 @@
 """``python -m kubeloop.devenv``: the local stack behind ``make s3-up``, ``s3-down``, ``demo``, ``bench``.
 
 Each subcommand takes ``--dir``, the directory that holds the stack's state (``.run/`` from
-the Makefile), so several checkouts never share a server by accident.
+the Makefile), so several checkouts never share a server by accident; ``bench-drift`` (one
+benchmark of ``bench``, alone) keeps no state and needs no stack.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from kubeloop.devenv.cluster import ClusterConfig, LocalCluster
 from kubeloop.devenv.seaweedfs import s3_down, s3_up
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kubeloop.devenv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
@@ -31,7 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--size-mb", type=int, default=64, help="object size for transfer runs")
     bench.add_argument("--repeat", type=int, default=5, help="runs per variant")
     bench.add_argument("--pods", type=int, default=10, help="pods started for the pod-start figure")
-    args = parser.parse_args(argv)
+    drift = sub.add_parser(
+        "bench-drift", help="only the drift-check benchmark (no cluster, no S3: loopback pods)"
+    )
+    drift.add_argument("--pods", type=int, default=50, help="serving pods scraped per check")
+    drift.add_argument("--repeat", type=int, default=7, help="timed checks per workload")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    if args.command == "bench-drift":
+        from kubeloop.devenv.bench_drift import run_drift_benchmark  # noqa: PLC0415
+
+        run_drift_benchmark(pods=args.pods, repeat=args.repeat)
+        return 0
 
     if args.command == "s3-up":
         endpoint = s3_up(args.dir)
@@ -70,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args.dir)
     from kubeloop.devenv.bench import run_benchmarks  # noqa: PLC0415
     from kubeloop.devenv.bench_cluster import run_cluster_benchmarks  # noqa: PLC0415
+    from kubeloop.devenv.bench_drift import run_drift_benchmark  # noqa: PLC0415
     from kubeloop.devenv.bench_profile import run_profile_benchmark  # noqa: PLC0415
     from kubeloop.devenv.bench_trainer import run_trainer_benchmark  # noqa: PLC0415
 
     status = run_benchmarks(args.dir / "bench", size_mb=args.size_mb, repeat=args.repeat)
     run_profile_benchmark(args.dir / "bench-profile")
     run_trainer_benchmark(args.dir / "bench-trainer")
+    run_drift_benchmark()
     run_cluster_benchmarks(args.dir / "cluster", pods=args.pods)
     from kubeloop.devenv.bench_operator import run_operator_benchmark  # noqa: PLC0415
 
