@@ -33,8 +33,9 @@ from kubeloop.settings import OperatorSettings
 from kubeloop.status.dataset import profiling_finished, profiling_started
 
 PLURAL = "datasets"
-# How often Datasets with spec.refreshInterval are looked at; each refreshes on its own interval.
-REFRESH_TICK_SECONDS = 5.0
+# How often Datasets with spec.refreshInterval or a kubeloop.io/refresh annotation are looked
+# at; each refreshes on its own interval, a token once.
+REFRESH_TICK_SECONDS = 2.0
 
 
 def _create_profile_job(
@@ -178,7 +179,17 @@ def register(
         if created:
             kopf.info(body, reason="Profiling", message=f"profiling Job {job_name} started")
 
-    @kopf.on.field(API_GROUP, API_VERSION, PLURAL, field=("metadata", "annotations"))
+    # A timer, not a field handler: seen on the cluster, an annotation patch from the retrain
+    # controller did not reach an on.field handler, so the refresh waited for a restart. The
+    # filter keeps the timer to Datasets that carry the annotation; answered tokens cost a
+    # dictionary look-up.
+    @kopf.timer(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        interval=REFRESH_TICK_SECONDS,
+        annotations={REFRESH_ANNOTATION: kopf.PRESENT},
+    )
     @metrics.instrumented("Dataset")
     def refresh_requested(body: kopf.Body, patch: kopf.Patch, logger: Logger, **_: Any) -> None:
         dataset = Dataset.model_validate(dict(body))
