@@ -1,4 +1,5 @@
-"""What every controller shares: the handler logger type, timestamps, owned-Job events."""
+"""What every controller shares: the handler logger type, timestamps, owned-Job events, and
+the merge patch that turns one stored status into another."""
 
 from __future__ import annotations
 
@@ -36,3 +37,23 @@ def job_outcome(job_status: dict[str, Any]) -> str | None:
         if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
             return str(condition["type"])
     return None
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``.
+
+    A merge patch keeps every key it does not mention, at every depth: a field that went
+    away (``status.lastRetrain.finishedAt`` of the previous retrain, say) must be sent as
+    null or it outlives the object it described. Lists are replaced whole, as the API
+    server does.
+    """
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch

@@ -39,7 +39,7 @@ from kubeloop.analysis.smoke import smoke_records
 from kubeloop.analysis.window import version_window
 from kubeloop.api.deployment import AnalysisResult, AnalysisRun, Deployment, DeploymentStatus
 from kubeloop.api.meta import duration_seconds
-from kubeloop.controllers.common import Logger
+from kubeloop.controllers.common import Logger, merge_patch
 from kubeloop.controllers.drift import DriftMonitor
 from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.controllers.retrain import RetrainController
@@ -443,11 +443,9 @@ class DeploymentController:
                 now=now,
                 logger=logger,
             )
-            new_status = decision.status.to_wire()
-            old_status = dict(body.get("status") or {})
-            # A merge patch keeps keys it does not mention: clear the ones that went away.
-            patch.status.update({key: None for key in old_status if key not in new_status})
-            patch.status.update(new_status)
+            patch.status.update(
+                merge_patch(dict(body.get("status") or {}), decision.status.to_wire())
+            )
             for event in events:
                 kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1000])
                 logger.info("%s: %s", event.reason, event.message)

@@ -71,7 +71,7 @@ from kubeloop.api.meta import duration_seconds
 from kubeloop.api.modelversion import Signature
 from kubeloop.controllers.drift import MAX_INTERVALS, DriftCheck, DriftMonitor
 from kubeloop.controllers.scrape import (
-    _MAX_PARALLEL,  # the floor uses the scraper's own parallelism
+    MAX_PARALLEL,  # the floor uses the scraper's own parallelism
     SCRAPE_TIMEOUT_SECONDS,
     PodTarget,
     ready_endpoint_targets,
@@ -434,6 +434,19 @@ class _Clock:
         self.now += self._step
 
 
+def _with_status(check: DriftCheck, previous: DriftStatus | None, now: datetime) -> CheckResult:
+    """The check and the ``status.drift`` the Deployment handler writes from it."""
+    status = next_drift(
+        previous,
+        check.evaluation,
+        version=VERSION,
+        now=timestamp(now),
+        window_seconds=check.window_seconds,
+        pods=check.pods,
+    )
+    return CheckResult(check, status)
+
+
 def operator_check(
     monitor: DriftMonitor,
     *,
@@ -455,15 +468,7 @@ def operator_check(
         now=now,
         logger=_LOGGER,
     )
-    status = next_drift(
-        previous,
-        check.evaluation,
-        version=VERSION,
-        now=timestamp(now),
-        window_seconds=check.window_seconds,
-        pods=check.pods,
-    )
-    return CheckResult(check, status)
+    return _with_status(check, previous, now)
 
 
 def parse_pages(targets: list[PodTarget], texts: list[str]) -> dict[str, DriftCounts]:
@@ -493,22 +498,14 @@ def window_and_score(
         monitoring=monitoring,
         now=now.timestamp(),
     )
-    status = next_drift(
-        previous,
-        check.evaluation,
-        version=VERSION,
-        now=timestamp(now),
-        window_seconds=check.window_seconds,
-        pods=check.pods,
-    )
-    return CheckResult(check, status)
+    return _with_status(check, previous, now)
 
 
 def bare_gets(urls: list[str]) -> int:
     """The floor: GET every page with the scraper's client, timeout and parallelism; bytes read."""
     with (
         httpx.Client(timeout=SCRAPE_TIMEOUT_SECONDS) as client,
-        ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL, len(urls))) as pool,
+        ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(urls))) as pool,
     ):
 
         def get(url: str) -> int:
