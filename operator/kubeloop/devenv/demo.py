@@ -12,6 +12,7 @@ a canary of a second version to 100 % under load; and last the loop itself
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -95,15 +96,16 @@ class _Kubectl:
 
 
 def _start_operator(state_dir: Path, kubeconfig: Path, endpoint: S3Endpoint, kubeloop: Path) -> int:
-    """Start ``kubeloop operator`` detached (reusing a running one); return its pid."""
+    """Start ``kubeloop operator`` detached and return its pid.
+
+    An operator left by an earlier run is stopped first, not reused: it would run the code
+    of that earlier checkout, and a change made since would not show in the demo.
+    """
     pid_file = state_dir / "operator.pid"
     if pid_file.exists():
-        pid = int(pid_file.read_text().split()[0])
-        try:
-            os.kill(pid, 0)
-            return pid
-        except ProcessLookupError:
-            pid_file.unlink()
+        old = int(pid_file.read_text().split()[0])
+        if stop_operator(state_dir):
+            _wait_for_exit(old)
     env = {
         **os.environ,
         **endpoint.env(),
@@ -144,6 +146,19 @@ def _webhook_env(state_dir: Path) -> dict[str, str]:
         "KUBELOOP_WEBHOOK_KEYFILE": str(pair.key),
         "KUBELOOP_WEBHOOK_CAFILE": str(pki.ca.cert),
     }
+
+
+def _wait_for_exit(pid: int, timeout: float = 30.0) -> None:
+    """Wait until ``pid`` is gone (its leader lease and webhook port with it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):  # it went away since the last look
+        os.killpg(pid, signal.SIGKILL)
 
 
 def stop_operator(state_dir: Path) -> bool:

@@ -24,6 +24,7 @@ import yaml
 from kubeloop.devenv import drift_data
 
 DEPLOYMENT = "iris"
+MODEL = "iris"
 TRAINING_DATASET = "iris-a"
 FEEDBACK_DATASET = "iris-live"
 TEMPLATE_RUN = "iris-a"
@@ -51,7 +52,7 @@ def loop_manifests(training_uri: str) -> list[dict[str, Any]]:
             "metadata": {"name": TEMPLATE_RUN},
             "spec": {
                 "datasetRef": {"name": TRAINING_DATASET},
-                "modelName": "iris",
+                "modelName": MODEL,
                 "estimator": {"name": "LogisticRegression", "params": {"max_iter": 500}},
                 "gates": {
                     "thresholds": [{"metric": "accuracy", "min": 0.8}],
@@ -81,7 +82,7 @@ def loop_deployment() -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": {"name": DEPLOYMENT},
         "spec": {
-            "model": {"track": {"model": "iris", "stage": "Production"}},
+            "model": {"track": {"model": MODEL, "stage": "Production"}},
             "replicas": 1,
             "strategy": {
                 "type": "Canary",
@@ -216,9 +217,15 @@ def _wait_for(
 
 
 def _clean(kubectl: Kubectl, namespace: str) -> None:
-    """Remove what an earlier demo run left of this loop, so it starts from v1 again."""
+    """Remove what an earlier demo run left of this loop, so it starts from v1 again.
+
+    The model's versions go too: the registry keeps them after their runs are deleted, and
+    an earlier run's Production version (or an Archived v1, which may only go back to
+    Staging) would otherwise be what the new Deployment serves.
+    """
     for kind, selector in (
         ("deployments.kubeloop.io", DEPLOYMENT),
+        ("modelversions", f"-l=kubeloop.io/model={MODEL}"),
         ("trainingruns", f"-l=kubeloop.io/deployment={DEPLOYMENT}"),
         ("trainingruns", TEMPLATE_RUN),
         ("datasets.kubeloop.io", FEEDBACK_DATASET),
@@ -265,10 +272,14 @@ def run_loop_demo(
     if validated is None or validated["status"]["phase"] != "Validated":
         return 1
     print(f"  {v1} trained on A: accuracy {validated['spec']['metrics']['accuracy']:.2f}")
-    kubectl(
+    answer = kubectl(
         "patch", "modelversion", v1, "-n", namespace,
         "--type=merge", "-p", '{"spec":{"stage":"Production"}}',
     )  # fmt: skip
+    stage = kubectl_json("get", "modelversions", v1, "-n", namespace).get("spec", {}).get("stage")
+    if stage != "Production":
+        print(f"  {v1} could not be made Production: {answer}")
+        return 1
     print(f"  {v1} is Production; the Deployment tracks Production, monitors and retrains")
     print(kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(loop_deployment())))
     serving = _wait_for(
