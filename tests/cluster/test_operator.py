@@ -526,10 +526,40 @@ def test_random_bytes_or_a_missing_object_end_invalid_with_the_cause(
         assert status["message"].isprintable(), status["message"]
         validated = {c["type"]: c for c in status["conditions"]}["Validated"]
         assert (validated["status"], validated["reason"]) == ("False", reason)
-        events = kubectl.ok(
-            "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+        assert _warnings(kubectl, namespace, name, reason) == 1
+
+    # A restarted operator sees the finished profiling Jobs again: their answers are already
+    # in the status and must not be applied (nor announced) twice.
+    OPERATORS[namespace].kill()
+    OPERATORS[namespace].start()
+    marker = _dataset(f"s3://{DATA_BUCKET}/bad/absent-after-restart.csv")
+    marker["metadata"]["name"] = "absent-after-restart"
+    kubectl.ok("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(marker))
+    # The restarted operator lists every Job before it handles the new Dataset's Job.
+    wait_until(
+        _phase_is(kubectl, namespace, "absent-after-restart", "Invalid"),
+        timeout=120,
+        what="a Dataset made after the restart Invalid",
+    )
+    for name, (_, reason, _) in cases.items():
+        assert _warnings(kubectl, namespace, name, reason) == 1, name
+
+
+def _warnings(kubectl: Kubectl, namespace: str, dataset: str, reason: str) -> int:
+    """How many times ``reason`` was announced for ``dataset`` (Events count repeats)."""
+    events = json.loads(
+        kubectl.ok(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "--field-selector",
+            f"involvedObject.name={dataset},reason={reason}",
         )
-        assert reason in events
+    )["items"]
+    return sum(int(event.get("count") or 1) for event in events)
 
 
 def _phase_is(

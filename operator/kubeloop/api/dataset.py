@@ -299,6 +299,12 @@ class DatasetStatus(KubeloopModel):
     profile_job: str | None = Field(
         default=None, description="Name of the running or last profiling Job."
     )
+    answered_job: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The profiling Job whose answer this status holds, Ready or not: a later "
+        "event of that Job (or a restart of the operator) does not apply it again.",
+    )
     refresh_count: int = Field(
         default=0, ge=0, description="Refreshes started because of spec.refreshInterval."
     )

@@ -221,16 +221,18 @@ def register(
         answers_token = bool(token) and job_name == profile_job_name(
             dataset_name, refresh_attempt(str(token))
         )
-        if (
+        applied = status.answered_job == job_name or (
+            # statuses written before answeredJob existed: a validated answer shows itself
             status.validation is not None
             and status.validation.version == result.get("version")
-            and (status.validation.checked_at is not None)
-            and (not answers_token or status.refresh_token == token)
-        ):
+            and status.validation.checked_at is not None
+        )
+        if applied and (not answers_token or status.refresh_token == token):
             return  # this answer is already in the status (a later event of the same Job)
         finished = profiling_finished(
             status, result, now=now(), generation=current["metadata"].get("generation")
         )
+        finished.answered_job = job_name
         if answers_token:
             finished.refresh_token = str(token)
         adapter.patch_status(PLURAL, namespace, dataset_name, finished.to_wire())
