@@ -85,7 +85,7 @@ from kubeloop.status.drift import (
     monitoring_off,
     next_drift,
 )
-from kubeloop.storage import ObjectStore
+from kubeloop.storage import ObjectStore, S3Uri, prediction_log_prefix
 
 PLURAL = "deployments"
 MODEL_VERSIONS = "modelversions"
@@ -419,8 +419,8 @@ class DeploymentController:
                 deployment.spec,
                 versions,
                 self._workloads,
-                prediction_log_uri=(
-                    f"s3://{self._settings.artifact_bucket}/predictions/{namespace}/{name}/"
+                prediction_log_uri=str(
+                    S3Uri(self._settings.artifact_bucket, prediction_log_prefix(namespace, name))
                 ),
             )
             self._apply(owner, deployment, children, memory, now)
