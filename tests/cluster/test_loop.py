@@ -216,3 +216,77 @@ def test_drift_retrains_promotes_and_rolls_out_exactly_once(
         f"\nloop: switch to B -> iris-v2 at 100% in {loop_seconds:.0f} s; "
         f"peak PSI {peak:.2f} on v1, {low:.3f} on v2"
     )
+
+
+def test_a_retrained_version_whose_rollout_fails_gives_production_back(
+    kubectl: Kubectl, operator_namespace: str, serving: dict[str, Any]
+) -> None:
+    """A manual retrain whose canary fails: the registry names what serves again.
+
+    Runs after the loop (iris-v2 serves). The template's champion gate is relaxed so the
+    retrained iris-v3 is Validated whatever its score, and with no traffic at all every
+    analysis is Inconclusive, two in a row fail the step: v3 is rolled back. The retrain
+    then puts v2 back in Production (Archived -> Staging -> Production) and the registry
+    archives v3, so the Deployment is Healthy on v2 and the registry agrees.
+    """
+    namespace = operator_namespace
+    before = _status(kubectl, namespace)
+    assert before.get("stableVersion") == "iris-v2", "needs the loop's iris-v2 serving"
+    assert (before.get("lastRetrain") or {}).get("phase") == "Succeeded", before
+    kubectl.ok(
+        "patch", "trainingrun", demo_loop.TEMPLATE_RUN, "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"gates":{"champion":{"minImprovement":-1.0}}}}',
+    )  # fmt: skip
+    kubectl.ok(
+        "patch", "deployments.kubeloop.io", DEPLOYMENT, "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"strategy":{"canary":{"analysis":{"maxInconclusive":2}}},'
+        '"retrain":{"request":"revert-check"}}}',
+    )  # fmt: skip
+    phases: list[str] = []
+
+    def finished() -> dict[str, Any] | None:
+        retrain = _status(kubectl, namespace).get("lastRetrain") or {}
+        if retrain.get("number") != 2:
+            return None
+        if not phases or phases[-1] != retrain["phase"]:
+            phases.append(retrain["phase"])
+        return retrain if retrain["phase"] in ("Succeeded", "Failed", "Rejected") else None
+
+    retrain = wait_until(finished, timeout=480, interval=1, what="the second retrain to end")
+    assert retrain["trigger"] == "Manual" and retrain["request"] == "revert-check", retrain
+    assert retrain["modelVersion"] == "iris-v3", retrain
+    assert "RollingOut" in phases, phases
+    assert retrain["phase"] == "Failed" and retrain["revertedTo"] == "iris-v2", retrain
+    assert "the rollout of iris-v3 failed" in retrain["message"], retrain
+    assert "inconclusive" in retrain["message"], retrain
+    assert retrain["message"].endswith("iris-v2 is Production again (iris-v3 is Archived)")
+
+    v2 = kubectl.get(namespace, "modelversions", "iris-v2")
+    assert v2["spec"]["stage"] == "Production"
+    moves = [(h["previous"], h["stage"]) for h in v2["status"]["stageHistory"]][-3:]
+    assert moves == [("Production", "Archived"), ("Archived", "Staging"), ("Staging", "Production")]
+    v3 = wait_until(
+        lambda: (
+            (mv := kubectl.get(namespace, "modelversions", "iris-v3"))["spec"]["stage"]
+            == "Archived"
+            and mv
+        ),
+        timeout=30,
+        what="iris-v3 archived by the registry",
+    )
+    assert v3["status"]["phase"] == "Validated"
+    status = wait_until(
+        lambda: (
+            (s := _status(kubectl, namespace)).get("phase") == "Healthy"
+            and s.get("candidateVersion") is None
+            and s
+        ),
+        timeout=60,
+        what="the Deployment Healthy on iris-v2",
+    )
+    assert status["stableVersion"] == "iris-v2", status
+    assert "abortedVersion" not in status and "failedVersion" not in status, status
+    reverting = kubectl.json(
+        "get", "events", "-n", namespace, "--field-selector", "reason=RetrainReverting"
+    )["items"]
+    assert [e["involvedObject"]["name"] for e in reverting] == [DEPLOYMENT], reverting

@@ -267,3 +267,105 @@ def test_the_training_run_is_the_template_on_the_pinned_version_with_a_champion_
     assert run["spec"]["estimator"] == template["spec"]["estimator"]
     assert run["metadata"]["labels"]["kubeloop.io/retrain"] == "3"
     assert template["spec"]["datasetRef"] == {"name": "iris"}  # the template is not changed
+
+
+def _failed_rollout(**record: Any) -> DeploymentStatus:
+    return _status(
+        aborted_version="iris-v2",
+        phase="RolledBack",
+        message="iris-v2 failed analysis: error-rate 0.31 > 0.05",
+        last_retrain=_record(phase="RollingOut", model_version="iris-v2", **record),
+    )
+
+
+def test_a_failed_rollout_puts_the_serving_version_back_in_production_a_stage_a_step() -> None:
+    spec = _spec(autoPromote="Production")
+    production = VersionView("iris-v2", "Validated", "Production", "", "iris")
+    archived = VersionView("iris-v1", "Validated", "Archived", "", "iris")
+    first = decide_retrain(
+        _inputs(spec, _failed_rollout(), model_version=production, serving_version=archived)
+    )
+    assert first.record is not None and first.record.phase == "Reverting"
+    assert first.record.reverted_to == "iris-v1"
+    assert first.actions == [Promote("iris-v1", "Staging")]
+    assert [e.reason for e in first.events] == ["RetrainReverting"]
+    assert "error-rate 0.31" in first.record.message
+    # the Deployment's message changes while reverting: the record keeps the failure's
+    reverting = _status(last_retrain=first.record, message="iris-v1 serves all traffic")
+    staging = VersionView("iris-v1", "Validated", "Staging", "", "iris")
+    second = decide_retrain(_inputs(spec, reverting, serving_version=staging))
+    assert second.actions == [Promote("iris-v1", "Production")]
+    assert second.record is not None and second.record.phase == "Reverting"
+    back = VersionView("iris-v1", "Validated", "Production", "", "iris")
+    done = decide_retrain(_inputs(spec, reverting, serving_version=back))
+    assert done.actions == [] and done.record is not None
+    assert (done.record.phase, done.record.message) == (
+        "Failed",
+        "the rollout of iris-v2 failed: iris-v2 failed analysis: error-rate 0.31 > 0.05; "
+        "iris-v1 is Production again (iris-v2 is Archived)",
+    )
+    assert done.record.finished_at == "2026-12-07T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("policy", "serving"),
+    [
+        ({"revertOnFailure": False}, VersionView("iris-v1", "Validated", "Archived", "", "iris")),
+        ({}, None),
+        ({}, VersionView("iris-v1", "Validated", "Archived", "", "other-model")),
+    ],
+    ids=["revert-off", "nothing-serving", "another-model"],
+)
+def test_a_failed_rollout_without_a_version_to_revert_to_just_fails(
+    policy: dict[str, Any], serving: VersionView | None
+) -> None:
+    spec = _spec(autoPromote="Production", **policy)
+    decision = decide_retrain(_inputs(spec, _failed_rollout(), serving_version=serving))
+    assert decision.actions == [] and decision.record is not None
+    assert decision.record.phase == "Failed" and decision.record.reverted_to is None
+    assert decision.record.message.endswith("error-rate 0.31 > 0.05")
+
+
+def test_a_revert_target_that_cannot_go_back_ends_the_retrain_saying_so() -> None:
+    spec = _spec(autoPromote="Production")
+    reverting = _status(
+        last_retrain=_record(
+            phase="Reverting",
+            model_version="iris-v2",
+            reverted_to="iris-v1",
+            message="the rollout of iris-v2 failed: slow; putting iris-v1 back in Production",
+        )
+    )
+    gone = decide_retrain(_inputs(spec, reverting, serving_version=None)).record
+    assert gone is not None and gone.phase == "Failed"
+    assert (
+        gone.message
+        == "the rollout of iris-v2 failed: slow; iris-v1 is gone, so iris-v2 stays Production"
+    )
+    rejected = VersionView("iris-v1", "Rejected", "Archived", "digest mismatch", "iris")
+    held = decide_retrain(_inputs(spec, reverting, serving_version=rejected))
+    assert held.actions == [] and held.record is not None and held.record.phase == "Failed"
+    assert "iris-v1 is Rejected, so iris-v2 stays Production" in held.record.message
+
+
+def test_a_rollout_held_by_hand_waits_and_one_given_up_in_the_registry_ends() -> None:
+    held_spec = DeploymentSpec.model_validate(
+        {**_spec(autoPromote="Production").to_wire(), "abort": True}
+    )
+    production = VersionView("iris-v2", "Validated", "Production", "", "iris")
+    archived = VersionView("iris-v1", "Validated", "Archived", "", "iris")
+    held = decide_retrain(
+        _inputs(held_spec, _failed_rollout(), model_version=production, serving_version=archived)
+    )
+    assert held.actions == [] and held.record is not None
+    assert held.record.phase == "RollingOut" and "held by spec.abort" in held.record.message
+    spec = _spec(autoPromote="Production")
+    moved = VersionView("iris-v2", "Validated", "Staging", "", "iris")
+    rolling = _status(
+        candidate_version="iris-v2",
+        last_retrain=_record(phase="RollingOut", model_version="iris-v2"),
+    )
+    given_up = decide_retrain(_inputs(spec, rolling, model_version=moved)).record
+    assert given_up is not None and (given_up.phase, given_up.message) == (
+        "Failed", "iris-v2 left Production (Staging) before it served all traffic",
+    )  # fmt: skip

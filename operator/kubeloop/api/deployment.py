@@ -39,7 +39,14 @@ StrategyType = Literal["Canary", "BlueGreen", "Shadow", "Recreate"]
 DriftMethod = Literal["psi", "js", "ks", "chi2", "linf"]
 DriftVerdict = Literal["NoDrift", "Drifted", "InsufficientData", "NoBaseline"]
 RetrainPhase = Literal[
-    "RefreshingData", "Training", "Promoting", "RollingOut", "Succeeded", "Rejected", "Failed"
+    "RefreshingData",
+    "Training",
+    "Promoting",
+    "RollingOut",
+    "Reverting",
+    "Succeeded",
+    "Rejected",
+    "Failed",
 ]
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
 
@@ -582,6 +589,14 @@ class RetrainPolicy(KubeloopModel):
         default="None",
         description="Stage a Validated retrained version is moved to by itself.",
     )
+    revert_on_failure: bool = Field(
+        default=True,
+        description=(
+            "With autoPromote Production: when the promoted version's rollout fails, put the "
+            "version still serving back in Production (the failed one is then Archived), so "
+            "the registry names what serves. false: the failed version stays Production."
+        ),
+    )
     request: str | None = Field(
         default=None,
         min_length=1,
@@ -801,8 +816,8 @@ class RetrainRecord(KubeloopModel):
     live_accuracy: float | None = Field(default=None, description="Live accuracy when it started.")
     phase: RetrainPhase = Field(
         description=(
-            "RefreshingData, Training, Promoting, RollingOut, then Succeeded, Rejected (gates) "
-            "or Failed."
+            "RefreshingData, Training, Promoting, RollingOut, Reverting (a failed rollout's "
+            "registry change undone), then Succeeded, Rejected (gates) or Failed."
         )
     )
     message: str = Field(default="", description="The phase in words.")
@@ -810,6 +825,10 @@ class RetrainRecord(KubeloopModel):
     dataset_version: str | None = Field(default=None, description="Its version pinned.")
     training_run: str | None = Field(default=None, description="TrainingRun created.")
     model_version: str | None = Field(default=None, description="ModelVersion it produced.")
+    reverted_to: str | None = Field(
+        default=None,
+        description="The version put back in Production after this one's rollout failed.",
+    )
     started_at: Timestamp = Field(description="When the trigger fired.")
     finished_at: Timestamp | None = Field(
         default=None, description="When it reached Succeeded, Rejected or Failed."

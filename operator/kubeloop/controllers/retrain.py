@@ -3,9 +3,9 @@
 Called by the Deployment reconcile after the drift check, so ``status.lastRetrain`` is
 written by the same handler as the drift verdict it reacts to. The decisions are the pure
 state machine of ``status/retrain.py``; this module only reads the template TrainingRun,
-the Dataset, the retrain's TrainingRun and its ModelVersion, and performs the idempotent
-actions: annotate the Dataset for a refresh, create the TrainingRun if absent, set a
-ModelVersion's stage. Every action can run twice without effect, which is what makes a
+the Dataset, the retrain's TrainingRun and its ModelVersion (and, while a rollout may fail,
+the serving version's), and performs the idempotent actions: annotate the Dataset for a
+refresh, create the TrainingRun if absent, set a ModelVersion's stage. Every action can run twice without effect, which is what makes a
 retrain exactly-once across operator restarts together with its deterministic name.
 """
 
@@ -85,6 +85,7 @@ class RetrainController:
             phase=str(status.get("phase") or "Pending"),
             stage=str(spec.get("stage") or "None"),
             message=str(status.get("message") or ""),
+            model=spec.get("model"),
         )
 
     def step(
@@ -112,6 +113,12 @@ class RetrainController:
         wanted = (record.model_version if record else None) or (run.model_version if run else None)
         if in_flight and wanted:
             model_version = self._version(namespace, wanted)
+        serving = None
+        if in_flight and record is not None and record.phase in ("RollingOut", "Reverting"):
+            reverting = record.phase == "Reverting"
+            serving = self._version(
+                namespace, record.reverted_to if reverting else status.stable_version
+            )
         track = deployment.spec.model.track
         inputs = RetrainInputs(
             deployment=name,
@@ -124,6 +131,7 @@ class RetrainController:
             model_version=model_version,
             tracked_model=track.model if track and track.stage == "Production" else None,
             template_found=template is not None,
+            serving_version=serving,
         )
         decision = decide_retrain(inputs)
         started = decision.record is not None and (
@@ -176,4 +184,4 @@ class RetrainController:
                 self._adapter.patch_spec(
                     "modelversions", namespace, action.model_version, {"stage": action.stage}
                 )
-                logger.info("promoted %s to %s", action.model_version, action.stage)
+                logger.info("set the stage of %s to %s", action.model_version, action.stage)

@@ -14,6 +14,10 @@ and gets back the next record and the idempotent actions to take:
     with ``autoPromote``, move a Validated version to that stage;
 ``RollingOut``
     a Production version tracked by this Deployment: wait until it serves all traffic;
+``Reverting``
+    its rollout failed (``revertOnFailure``): put the version still serving back in
+    Production (Archived → Staging → Production, one stage per step; the registry then
+    archives the failed one), so the registry names what serves;
 ``Succeeded`` / ``Rejected`` / ``Failed``
     the end, with the reason in ``message``.
 
@@ -51,6 +55,7 @@ from kubeloop.status.deployment import Event, EventType, parse_timestamp, timest
 from kubeloop.status.drift import drift_detected
 
 TERMINAL = ("Succeeded", "Rejected", "Failed")
+_PUTTING_BACK = "; putting {} back in Production"
 # A Dataset refresh is one profiling Job (deadline 30 min); past this the retrain gives up.
 REFRESH_TIMEOUT_SECONDS = 35 * 60
 
@@ -84,6 +89,7 @@ class VersionView:
     phase: str
     stage: str
     message: str
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ class RetrainInputs:
     """The model whose Production stage this Deployment follows, if it follows one."""
     template_found: bool = True
     """Whether the policy's template TrainingRun exists."""
+    serving_version: VersionView | None = None
+    """What a failed rollout reverts to: the stable version's ModelVersion while RollingOut,
+    ``revertedTo``'s while Reverting."""
 
 
 @dataclass
@@ -308,6 +317,8 @@ def _advance(
         return _promoting(inputs, record, decision)
     if record.phase == "RollingOut":
         return _rolling_out(inputs, record, decision)
+    if record.phase == "Reverting":
+        return _reverting(inputs, record, decision)
     return decision
 
 
@@ -388,14 +399,58 @@ def _rolling_out(
     inputs: RetrainInputs, record: RetrainRecord, decision: RetrainDecision
 ) -> RetrainDecision:
     status, version = inputs.status, record.model_version
+    if inputs.spec.abort and status.aborted_version == version:
+        # A person holds the rollout: lifting the abort goes on, so nothing is undone yet.
+        record.message = f"rolling out {version}: held by spec.abort (set it to false to go on)"
+        return decision
+    promoted = inputs.model_version
+    if promoted is not None and promoted.name == version and promoted.stage != "Production":
+        left = f"{version} left Production ({promoted.stage}) before it served all traffic"
+        return _finish(record, decision, "Failed", left, inputs.now)
     if version in (status.aborted_version, status.failed_version):
-        return _finish(
-            record, decision, "Failed", f"the rollout of {version} failed: {status.message}",
-            inputs.now,
-        )  # fmt: skip
+        failure = f"the rollout of {version} failed: {status.message}"
+        target = inputs.serving_version
+        policy = inputs.spec.retrain
+        if (
+            policy is None
+            or not policy.revert_on_failure
+            or target is None
+            or target.name == version
+            or target.model != inputs.tracked_model
+        ):
+            return _finish(record, decision, "Failed", failure, inputs.now)
+        record.phase, record.reverted_to = "Reverting", target.name
+        record.message = failure + _PUTTING_BACK.format(target.name)
+        decision.events.append(
+            Event("Warning", "RetrainReverting", f"{record.name}: {record.message}")
+        )
+        return _reverting(inputs, record, decision)
     if status.stable_version == version and status.candidate_version is None:
         return _finish(record, decision, "Succeeded", f"{version} serves all traffic", inputs.now)
     record.message = f"rolling out {version}: {status.message}"
+    return decision
+
+
+def _reverting(
+    inputs: RetrainInputs, record: RetrainRecord, decision: RetrainDecision
+) -> RetrainDecision:
+    """One stage per step towards Production for ``revertedTo``; the registry controller
+    archives the failed version when it gets there."""
+    name, failed = record.reverted_to, record.model_version
+    failure = record.message.rpartition(_PUTTING_BACK.format(name))[0] or record.message
+    target = inputs.serving_version
+    if target is None or target.name != name:
+        why = f"{name} is gone, so {failed} stays Production"
+        return _finish(record, decision, "Failed", f"{failure}; {why}", inputs.now)
+    if target.stage == "Production":
+        back = f"{name} is Production again ({failed} is Archived)"
+        return _finish(record, decision, "Failed", f"{failure}; {back}", inputs.now)
+    if target.phase != "Validated":
+        why = f"{name} is {target.phase}, so {failed} stays Production (set the stages by hand)"
+        return _finish(record, decision, "Failed", f"{failure}; {why}", inputs.now)
+    decision.actions.append(
+        Promote(target.name, "Staging" if target.stage == "Archived" else "Production")
+    )
     return decision
 
 
