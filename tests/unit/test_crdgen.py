@@ -78,6 +78,21 @@ def test_names_status_and_columns(info: KindInfo) -> None:
     assert info.kind != "Deployment" or "deploy" not in names["shortNames"]
 
 
+@pytest.mark.parametrize("info", KINDS, ids=lambda info: info.kind)
+def test_every_column_names_a_field_of_the_schema(info: KindInfo) -> None:
+    """A misspelt jsonPath prints an empty column forever; the API server does not object."""
+    schema = _openapi(info)
+    columns = build_crd(info)["spec"]["versions"][0]["additionalPrinterColumns"]
+    # metadata's schema is the API server's own, not in the CRD
+    for column in [c for c in columns if not c["jsonPath"].startswith(".metadata.")]:
+        node = schema
+        for part in column["jsonPath"].lstrip(".").split("."):
+            assert part in node.get("properties", {}), f"{column['name']}: {column['jsonPath']}"
+            node = node["properties"][part]
+        expected = {"date": "string"}.get(column["type"], column["type"])
+        assert node.get("type") == expected, (column, node.get("type"))
+
+
 def test_short_names_are_unique_across_kinds() -> None:
     short_names = [name for info in KINDS for name in info.short_names]
     assert len(short_names) == len(set(short_names))

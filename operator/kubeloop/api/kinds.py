@@ -127,6 +127,12 @@ KINDS: tuple[KindInfo, ...] = (
             ),
             PrinterColumn("Phase", "string", ".status.phase", "Rollout phase."),
             PrinterColumn(
+                "Drift", "string", ".status.drift.verdict", "Drift verdict of the last check."
+            ),
+            PrinterColumn(
+                "Retrain", "string", ".status.lastRetrain.phase", "Phase of the last retrain."
+            ),
+            PrinterColumn(
                 "Strategy", "string", ".spec.strategy.type", "Rollout strategy.", priority=1
             ),
             PrinterColumn("Endpoint", "string", ".status.endpoint", "Stable endpoint.", priority=1),

@@ -246,7 +246,7 @@ def run_loop_demo(
     print("\n== the loop: drift on live traffic -> retraining -> promotion")
     _clean(kubectl, namespace)
     for manifest in loop_manifests(training_uri):
-        print(kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest)), end="")
+        print(kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest)))
     run = _wait_for(
         "v1 to be trained",
         lambda: (
