@@ -14,6 +14,7 @@ drift verdict and before the TrainingRun exists: still exactly one TrainingRun.
 from __future__ import annotations
 
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -290,3 +291,11 @@ def test_a_retrained_version_whose_rollout_fails_gives_production_back(
         "get", "events", "-n", namespace, "--field-selector", "reason=RetrainReverting"
     )["items"]
     assert [e["involvedObject"]["name"] for e in reverting] == [DEPLOYMENT], reverting
+    # Both ends counted once by the operator that saw them (it was restarted mid-way through
+    # the first retrain, before that one ended).
+    port = OPERATORS[namespace].metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    labels = f'deployment="{DEPLOYMENT}",namespace="{namespace}"'
+    assert f'kubeloop_retrains_total{{{labels},outcome="Succeeded",trigger="Drift"}} 1.0' in text
+    assert f'kubeloop_retrains_total{{{labels},outcome="Failed",trigger="Manual"}} 1.0' in text

@@ -36,3 +36,14 @@ def test_objects_by_phase_follow_changes_and_deletions() -> None:
     text = generate_latest(metrics.registry).decode()
     assert 'kubeloop_objects{kind="TrainingRun",phase="Succeeded"} 1.0' in text
     assert 'phase="Running"' not in text
+
+
+def test_retrains_are_counted_by_trigger_and_outcome() -> None:
+    metrics = OperatorMetrics()
+    metrics.observe_retrain_end("ml", "iris", trigger="Drift", outcome="Succeeded")
+    metrics.observe_retrain_end("ml", "iris", trigger="Drift", outcome="Succeeded")
+    metrics.observe_retrain_end("ml", "iris", trigger="Manual", outcome="Failed")
+    text = generate_latest(metrics.registry).decode()
+    labels = 'deployment="iris",namespace="ml"'
+    assert f'kubeloop_retrains_total{{{labels},outcome="Succeeded",trigger="Drift"}} 2.0' in text
+    assert f'kubeloop_retrains_total{{{labels},outcome="Failed",trigger="Manual"}} 1.0' in text

@@ -24,6 +24,7 @@ from kubeloop.status.retrain import (
     RunView,
     VersionView,
     decide_retrain,
+    ended_now,
 )
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -369,3 +370,13 @@ def test_a_rollout_held_by_hand_waits_and_one_given_up_in_the_registry_ends() ->
     assert given_up is not None and (given_up.phase, given_up.message) == (
         "Failed", "iris-v2 left Production (Staging) before it served all traffic",
     )  # fmt: skip
+
+
+def test_a_retrain_counts_as_ended_once_on_the_step_that_ends_it() -> None:
+    training, done = _record(), _record(phase="Succeeded", finished_at="2026-12-07T12:00:00Z")
+    assert ended_now(training, done) is done
+    assert ended_now(done, done.model_copy()) is None  # later steps see it ended already
+    assert ended_now(None, done) is done  # started and ended in one step
+    assert ended_now(done, _record(number=2, name="iris-retrain-2", phase="Failed")) is not None
+    assert ended_now(done, _record(number=2, name="iris-retrain-2")) is None
+    assert ended_now(training, None) is None

@@ -143,7 +143,7 @@ class DeploymentController:
         self._settings = settings
         self._workloads = workloads
         self._drift = DriftMonitor(store)
-        self._retrain = RetrainController(adapter)
+        self._retrain = RetrainController(adapter, metrics)
         self._metrics = metrics
         self._memory: dict[str, _Memory] = {}
         self._memory_lock = threading.Lock()

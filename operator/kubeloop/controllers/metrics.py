@@ -80,6 +80,13 @@ class OperatorMetrics:
             ["namespace", "deployment", "version"],
             registry=self.registry,
         )
+        self.retrains = Counter(
+            "kubeloop_retrains",
+            "Retrains that ended, by what started them and how they ended (Succeeded, "
+            "Rejected by the gates, Failed).",
+            ["namespace", "deployment", "trigger", "outcome"],
+            registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
         self._drift_series: dict[tuple[str, str], list[tuple[str, ...]]] = {}
 
@@ -141,6 +148,12 @@ class OperatorMetrics:
             self.live_accuracy.labels(*base).set(live_accuracy)
         series.append(base)
         self._drift_series[(namespace, deployment)] = series
+
+    def observe_retrain_end(
+        self, namespace: str, deployment: str, *, trigger: str, outcome: str
+    ) -> None:
+        """Count one retrain that reached its end."""
+        self.retrains.labels(namespace, deployment, trigger, outcome).inc()
 
     def forget_drift(self, namespace: str, deployment: str) -> None:
         """Remove a Deployment's drift series (a version gone, monitoring off, deleted)."""

@@ -18,6 +18,7 @@ from typing import Any
 from kubeloop.api.dataset import REFRESH_ANNOTATION
 from kubeloop.api.deployment import Deployment, DeploymentStatus
 from kubeloop.controllers.common import Logger
+from kubeloop.controllers.metrics import OperatorMetrics
 from kubeloop.k8s import KubernetesAdapter
 from kubeloop.resources.retrain import build_retrain_run
 from kubeloop.status.deployment import Event, parse_timestamp
@@ -32,14 +33,16 @@ from kubeloop.status.retrain import (
     RunView,
     VersionView,
     decide_retrain,
+    ended_now,
 )
 
 
 class RetrainController:
     """One step of a Deployment's retrain policy per reconcile."""
 
-    def __init__(self, adapter: KubernetesAdapter) -> None:
+    def __init__(self, adapter: KubernetesAdapter, metrics: OperatorMetrics | None = None) -> None:
         self._adapter = adapter
+        self._metrics = metrics
 
     def _read(
         self, plural: str, namespace: str, name: str | None
@@ -144,6 +147,11 @@ class RetrainController:
             if existing is not None:
                 decision = decide_retrain(dataclasses.replace(inputs, run=existing))
         self._act(decision, template, namespace, name, logger)
+        ended = ended_now(record, decision.record)
+        if ended is not None and self._metrics is not None:
+            self._metrics.observe_retrain_end(
+                namespace, name, trigger=ended.trigger, outcome=ended.phase
+            )
         status.last_retrain = decision.record
         status.last_scheduled_retrain = decision.last_scheduled
         return decision.events

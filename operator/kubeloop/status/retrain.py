@@ -454,6 +454,15 @@ def _reverting(
     return decision
 
 
+def ended_now(before: RetrainRecord | None, after: RetrainRecord | None) -> RetrainRecord | None:
+    """``after`` when this step ended it (it was in flight, or started and ended at once)."""
+    if after is None or after.phase not in TERMINAL:
+        return None
+    if before is None or before.number != after.number or before.phase not in TERMINAL:
+        return after
+    return None
+
+
 def decide_retrain(inputs: RetrainInputs) -> RetrainDecision:
     """The next retrain record, schedule mark, actions and Events."""
     policy = inputs.spec.retrain
