@@ -2,7 +2,8 @@
 
 One operator, real servers, router, SeaweedFS. ``iris-v1`` is trained on distribution A
 (``kubeloop.devenv.drift_data``) and serves, tracked as Production. Traffic from A must not
-raise drift (no false positive over at least ten checks). Traffic then switches to B (the
+raise drift (no false positive over at least ten checks), also while the pods scale up, one
+is deleted and replaced (a new process: its counters start again), and they scale down. Traffic then switches to B (the
 petals read longer) and every answer gets its true label back through ``/feedback``: the
 drift monitor must detect it, the retrain policy refresh the feedback Dataset (the
 prediction log joined with the labels), train exactly one TrainingRun on it, gate the new
@@ -55,6 +56,42 @@ def _psi(status: dict[str, Any]) -> dict[str, float]:
         for s in (status.get("drift") or {}).get("scores") or []
         if s["method"] == "psi" and s["feature"] != "prediction"
     }
+
+
+def _ready_pods(kubectl: Kubectl, namespace: str, version: str) -> list[str]:
+    listed = kubectl.json(
+        "get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={version}"
+    )["items"]
+    return sorted(
+        p["metadata"]["name"]
+        for p in listed
+        if "deletionTimestamp" not in p["metadata"]
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in (p.get("status") or {}).get("conditions") or []
+        )
+    )
+
+
+def _disturb(kubectl: Kubectl, namespace: str, checks: int, done: list[str]) -> None:
+    """After 2, 5 and 8 drift checks: scale to 2, delete a pod once both serve, scale to 1."""
+
+    def replicas(count: int) -> None:
+        kubectl.ok(
+            "patch", "deployments.kubeloop.io", DEPLOYMENT, "-n", namespace, "--type=merge",
+            "-p", f'{{"spec":{{"replicas":{count}}}}}',
+        )  # fmt: skip
+        done.append(f"scaled to {count}")
+
+    if checks >= 2 and not done:
+        replicas(2)
+    elif checks >= 5 and len(done) == 1:
+        pods = _ready_pods(kubectl, namespace, "iris-v1")
+        if len(pods) == 2:
+            kubectl.ok("delete", "pod", pods[0], "-n", namespace, "--wait=false")
+            done.append("deleted a pod")
+    elif checks >= 8 and len(done) == 2 and len(_ready_pods(kubectl, namespace, "iris-v1")) == 2:
+        replicas(1)
 
 
 @pytest.fixture(scope="module")
@@ -125,21 +162,25 @@ def test_drift_retrains_promotes_and_rolls_out_exactly_once(
     b_frame = drift_data.sample(4000, shifted=True, seed=12)
     b_records, b_truths = drift_data.records(b_frame), list(b_frame["species"])
 
-    # -- A: at least ten verdicts over enough traffic, none of them drift. --
+    # -- A: at least ten verdicts over enough traffic, none of them drift, while the pods
+    # scale 1 -> 2, one is deleted (its replacement's counters start from zero), and 2 -> 1.
     checks: dict[str, str] = {}
+    disturbances: list[str] = []
     with SteadyLoad(
         f"{url}/predict", lambda i: {"records": [a_records[i % len(a_records)]]}, rate=RATE
     ) as load_a:
-        deadline = time.monotonic() + 240
-        while sum(1 for v in checks.values() if v == "NoDrift") < 10:
-            assert time.monotonic() < deadline, f"fewer than 10 drift checks on A: {checks}"
+        deadline = time.monotonic() + 300
+        while sum(1 for v in checks.values() if v == "NoDrift") < 10 or len(disturbances) < 3:
+            assert time.monotonic() < deadline, f"too few drift checks on A: {checks}"
             status = _status(kubectl, namespace)
             drift = status.get("drift") or {}
             if drift.get("evaluatedAt") and drift.get("version") == "iris-v1":
                 checks[drift["evaluatedAt"]] = drift["verdict"]
-                assert drift["verdict"] != "Drifted", drift
+                assert drift["verdict"] != "Drifted", (disturbances, drift)
                 assert _condition(status, "DriftDetected").get("status") != "True", status
+            _disturb(kubectl, namespace, sum(1 for v in checks.values() if v), disturbances)
             time.sleep(1)
+    assert disturbances == ["scaled to 2", "deleted a pod", "scaled to 1"], disturbances
     assert load_a.failures() == [], load_a.failures()[:3]
     assert _retrain_runs(kubectl, namespace) == []
     assert "lastRetrain" not in _status(kubectl, namespace)
