@@ -33,6 +33,7 @@ from tests.cluster.operator_fixtures import (
 )
 
 from kubeloop import k8s
+from kubeloop.controllers.leader import LeaseTimings
 from kubeloop.devenv.cluster import ClusterInfo
 from kubeloop.devenv.demo import iris_csv
 from kubeloop.devenv.runtime import ensure_runtime
@@ -384,9 +385,10 @@ def test_the_installed_operator_leads_once_reconciles_enforces_webhooks_and_fail
 
     # The leader's pod goes away: it gives the Lease up and another pod takes over at once.
     # A Lease left to expire is taken a full duration after its last renewal, which was at
-    # most one retry period (2/15 of the duration, client-go's proportion) before the delete.
+    # most one retry period before the delete (the chart's timings, as the operator derives).
     lease = kubectl.json("get", "lease", OPERATOR, "-n", system)
-    expiry = float(lease["spec"]["leaseDurationSeconds"]) * 13 / 15
+    timings = LeaseTimings.for_duration(float(lease["spec"]["leaseDurationSeconds"]))
+    expiry = timings.duration - timings.retry_period
     started = time.monotonic()
     kubectl.ok("delete", "pod", leader, "-n", system, "--wait=false")
     successor = wait_until(

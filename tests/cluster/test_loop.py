@@ -23,6 +23,7 @@ from tests.cluster.conftest import Kubectl, wait_until
 from tests.cluster.load import SteadyLoad
 from tests.cluster.operator_fixtures import DATA_BUCKET, OPERATORS
 
+from kubeloop.controllers.scrape import ready_pod_targets
 from kubeloop.devenv import demo_loop, drift_data
 from kubeloop.devenv.seaweedfs import S3Endpoint
 from kubeloop.storage import ObjectStore, S3Uri
@@ -62,15 +63,8 @@ def _ready_pods(kubectl: Kubectl, namespace: str, version: str) -> list[str]:
     listed = kubectl.json(
         "get", "pods", "-n", namespace, "-l", f"kubeloop.io/modelversion={version}"
     )["items"]
-    return sorted(
-        p["metadata"]["name"]
-        for p in listed
-        if "deletionTimestamp" not in p["metadata"]
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (p.get("status") or {}).get("conditions") or []
-        )
-    )
+    # the drift monitor's own choice of pods to scrape (the port does not matter here)
+    return [target.name for target in ready_pod_targets(listed, port=0)]
 
 
 def _disturb(kubectl: Kubectl, namespace: str, checks: int, done: list[str]) -> None:
@@ -178,7 +172,7 @@ def test_drift_retrains_promotes_and_rolls_out_exactly_once(
                 checks[drift["evaluatedAt"]] = drift["verdict"]
                 assert drift["verdict"] != "Drifted", (disturbances, drift)
                 assert _condition(status, "DriftDetected").get("status") != "True", status
-            _disturb(kubectl, namespace, sum(1 for v in checks.values() if v), disturbances)
+            _disturb(kubectl, namespace, len(checks), disturbances)
             time.sleep(1)
     assert disturbances == ["scaled to 2", "deleted a pod", "scaled to 1"], disturbances
     assert load_a.failures() == [], load_a.failures()[:3]

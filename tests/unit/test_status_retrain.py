@@ -25,6 +25,7 @@ from kubeloop.status.retrain import (
     VersionView,
     decide_retrain,
     ended_now,
+    serving_version_name,
 )
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -270,12 +271,12 @@ def test_the_training_run_is_the_template_on_the_pinned_version_with_a_champion_
     assert template["spec"]["datasetRef"] == {"name": "iris"}  # the template is not changed
 
 
-def _failed_rollout(**record: Any) -> DeploymentStatus:
+def _failed_rollout() -> DeploymentStatus:
     return _status(
         aborted_version="iris-v2",
         phase="RolledBack",
         message="iris-v2 failed analysis: error-rate 0.31 > 0.05",
-        last_retrain=_record(phase="RollingOut", model_version="iris-v2", **record),
+        last_retrain=_record(phase="RollingOut", model_version="iris-v2"),
     )
 
 
@@ -290,6 +291,7 @@ def test_a_failed_rollout_puts_the_serving_version_back_in_production_a_stage_a_
     assert first.record.reverted_to == "iris-v1"
     assert first.actions == [Promote("iris-v1", "Staging")]
     assert [e.reason for e in first.events] == ["RetrainReverting"]
+    assert first.events[0].message.endswith("; putting iris-v1 back in Production")
     assert "error-rate 0.31" in first.record.message
     # the Deployment's message changes while reverting: the record keeps the failure's
     reverting = _status(last_retrain=first.record, message="iris-v1 serves all traffic")
@@ -334,7 +336,7 @@ def test_a_revert_target_that_cannot_go_back_ends_the_retrain_saying_so() -> Non
             phase="Reverting",
             model_version="iris-v2",
             reverted_to="iris-v1",
-            message="the rollout of iris-v2 failed: slow; putting iris-v1 back in Production",
+            message="the rollout of iris-v2 failed: slow",
         )
     )
     gone = decide_retrain(_inputs(spec, reverting, serving_version=None)).record
@@ -370,6 +372,16 @@ def test_a_rollout_held_by_hand_waits_and_one_given_up_in_the_registry_ends() ->
     assert given_up is not None and (given_up.phase, given_up.message) == (
         "Failed", "iris-v2 left Production (Staging) before it served all traffic",
     )  # fmt: skip
+
+
+def test_the_version_to_revert_to_is_read_only_while_a_rollout_can_fail() -> None:
+    serving = DeploymentStatus(stable_version="iris-v1", candidate_version="iris-v2")
+    assert serving_version_name(None, serving) is None
+    assert serving_version_name(_record(), serving) is None  # Training
+    assert serving_version_name(_record(phase="RollingOut"), serving) == "iris-v1"
+    reverting = _record(phase="Reverting", reverted_to="iris-v0")
+    assert serving_version_name(reverting, serving) == "iris-v0"
+    assert serving_version_name(_record(phase="Failed", reverted_to="iris-v0"), serving) is None
 
 
 def test_a_retrain_counts_as_ended_once_on_the_step_that_ends_it() -> None:

@@ -5,8 +5,9 @@ written by the same handler as the drift verdict it reacts to. The decisions are
 state machine of ``status/retrain.py``; this module only reads the template TrainingRun,
 the Dataset, the retrain's TrainingRun and its ModelVersion (and, while a rollout may fail,
 the serving version's), and performs the idempotent actions: annotate the Dataset for a
-refresh, create the TrainingRun if absent, set a ModelVersion's stage. Every action can run twice without effect, which is what makes a
-retrain exactly-once across operator restarts together with its deterministic name.
+refresh, create the TrainingRun if absent, set a ModelVersion's stage. Every action can run
+twice without effect, which is what makes a retrain exactly-once across operator restarts
+together with its deterministic name.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from kubeloop.status.retrain import (
     VersionView,
     decide_retrain,
     ended_now,
+    serving_version_name,
 )
 
 
@@ -116,12 +118,7 @@ class RetrainController:
         wanted = (record.model_version if record else None) or (run.model_version if run else None)
         if in_flight and wanted:
             model_version = self._version(namespace, wanted)
-        serving = None
-        if in_flight and record is not None and record.phase in ("RollingOut", "Reverting"):
-            reverting = record.phase == "Reverting"
-            serving = self._version(
-                namespace, record.reverted_to if reverting else status.stable_version
-            )
+        serving = self._version(namespace, serving_version_name(record, status))
         track = deployment.spec.model.track
         inputs = RetrainInputs(
             deployment=name,

@@ -55,7 +55,6 @@ from kubeloop.status.deployment import Event, EventType, parse_timestamp, timest
 from kubeloop.status.drift import drift_detected
 
 TERMINAL = ("Succeeded", "Rejected", "Failed")
-_PUTTING_BACK = "; putting {} back in Production"
 # A Dataset refresh is one profiling Job (deadline 30 min); past this the retrain gives up.
 REFRESH_TIMEOUT_SECONDS = 35 * 60
 
@@ -408,21 +407,18 @@ def _rolling_out(
         left = f"{version} left Production ({promoted.stage}) before it served all traffic"
         return _finish(record, decision, "Failed", left, inputs.now)
     if version in (status.aborted_version, status.failed_version):
-        failure = f"the rollout of {version} failed: {status.message}"
-        target = inputs.serving_version
-        policy = inputs.spec.retrain
-        if (
-            policy is None
-            or not policy.revert_on_failure
-            or target is None
-            or target.name == version
-            or target.model != inputs.tracked_model
-        ):
-            return _finish(record, decision, "Failed", failure, inputs.now)
-        record.phase, record.reverted_to = "Reverting", target.name
-        record.message = failure + _PUTTING_BACK.format(target.name)
+        # While Reverting the message keeps the failure: the end appends what came of it.
+        record.message = f"the rollout of {version} failed: {status.message}"
+        target = _revert_target(inputs, version)
+        if target is None:
+            return _finish(record, decision, "Failed", record.message, inputs.now)
+        record.phase, record.reverted_to = "Reverting", target
         decision.events.append(
-            Event("Warning", "RetrainReverting", f"{record.name}: {record.message}")
+            Event(
+                "Warning",
+                "RetrainReverting",
+                f"{record.name}: {record.message}; putting {target} back in Production",
+            )
         )
         return _reverting(inputs, record, decision)
     if status.stable_version == version and status.candidate_version is None:
@@ -431,13 +427,21 @@ def _rolling_out(
     return decision
 
 
+def _revert_target(inputs: RetrainInputs, failed: str | None) -> str | None:
+    """The version a failed rollout of ``failed`` puts back in Production, if any."""
+    policy, serving = inputs.spec.retrain, inputs.serving_version
+    assert policy is not None  # noqa: S101 - only called with a policy
+    if not policy.revert_on_failure or serving is None or serving.name == failed:
+        return None
+    return serving.name if serving.model == inputs.tracked_model else None
+
+
 def _reverting(
     inputs: RetrainInputs, record: RetrainRecord, decision: RetrainDecision
 ) -> RetrainDecision:
     """One stage per step towards Production for ``revertedTo``; the registry controller
     archives the failed version when it gets there."""
-    name, failed = record.reverted_to, record.model_version
-    failure = record.message.rpartition(_PUTTING_BACK.format(name))[0] or record.message
+    name, failed, failure = record.reverted_to, record.model_version, record.message
     target = inputs.serving_version
     if target is None or target.name != name:
         why = f"{name} is gone, so {failed} stays Production"
@@ -452,6 +456,13 @@ def _reverting(
         Promote(target.name, "Staging" if target.stage == "Archived" else "Production")
     )
     return decision
+
+
+def serving_version_name(record: RetrainRecord | None, status: DeploymentStatus) -> str | None:
+    """The ModelVersion to read as ``RetrainInputs.serving_version`` (None: none needed)."""
+    if record is None or record.phase not in ("RollingOut", "Reverting"):
+        return None
+    return record.reverted_to if record.phase == "Reverting" else status.stable_version
 
 
 def ended_now(before: RetrainRecord | None, after: RetrainRecord | None) -> RetrainRecord | None:
